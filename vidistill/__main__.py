@@ -1,0 +1,5 @@
+import sys
+
+from vidistill.cli import main
+
+sys.exit(main())
