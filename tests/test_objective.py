@@ -1,0 +1,159 @@
+"""The losses on tiny hand-checkable tensors, and who-sees-what on real networks."""
+
+import math
+
+import pytest
+import torch
+
+from vidistill.config import build_config
+from vidistill.model import Student, Teacher, update_teacher
+from vidistill.objective import (
+    Centre,
+    DenseNextFrameLoss,
+    GlobalLoss,
+    MultiCropDINOLoss,
+    NextFrameDistillation,
+    soft_cross_entropy,
+    teacher_probs,
+    teacher_temperature,
+)
+
+TAU_S, TAU_T = 0.1, 0.04
+
+
+def test_soft_cross_entropy_matches_hand_computation():
+    p = torch.tensor([[0.5, 0.25, 0.25]])
+    logits = torch.log(torch.tensor([[0.2, 0.3, 0.5]])) * TAU_S  # σ(logits/τ_S) = [.2,.3,.5]
+    expected = -(0.5 * math.log(0.2) + 0.25 * math.log(0.3) + 0.25 * math.log(0.5))
+    assert soft_cross_entropy(p, logits, TAU_S).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_perfect_dense_prediction_reaches_the_entropy_lower_bound():
+    torch.manual_seed(0)
+    teacher = torch.randn(2, 2, 4, 8)  # (B, K-1, P, C)
+    loss_fn = DenseNextFrameLoss(8, TAU_S)
+    # Student logits that give exactly the teacher's (centred, sharpened) distribution.
+    perfect = teacher / TAU_T * TAU_S
+    loss, stats = loss_fn(perfect, teacher, TAU_T)
+    assert stats.kl.item() == pytest.approx(0.0, abs=1e-5)
+    assert loss.item() == pytest.approx(stats.teacher_entropy.item(), rel=1e-5)
+    # Any other prediction costs more (Gibbs' inequality).
+    worse, _ = DenseNextFrameLoss(8, TAU_S)(perfect + 0.3 * torch.randn_like(perfect), teacher, TAU_T)
+    assert worse.item() > loss.item()
+
+
+def test_centre_is_an_ema_of_the_batch_mean():
+    c = Centre(3, momentum=0.9)
+    out = torch.tensor([[[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]])
+    c.update(out)
+    assert torch.allclose(c.value, torch.tensor([[0.2, 0.2, 0.2]]))
+    c.update(out)
+    assert torch.allclose(c.value, torch.tensor([[0.38, 0.38, 0.38]]))
+
+
+def test_centring_and_temperature_shape_the_teacher_distribution():
+    z = torch.tensor([[4.0, 0.0, 0.0]])
+    # Centring removes what every sample shares: centring by z itself gives uniform targets.
+    assert torch.allclose(teacher_probs(z, z, TAU_T), torch.full((1, 3), 1 / 3))
+
+    def entropy(p):
+        return -(p * p.log()).sum().item()
+
+    # A lower temperature sharpens.
+    assert entropy(teacher_probs(z, torch.zeros(1, 3), 0.04)) < entropy(teacher_probs(z, torch.zeros(1, 3), 1.0))
+
+
+def test_teacher_temperature_warms_up_linearly_then_stays():
+    assert teacher_temperature(0, 10, 0.04, 0.07) == pytest.approx(0.04)
+    assert teacher_temperature(5, 10, 0.04, 0.07) == pytest.approx(0.055)
+    assert teacher_temperature(10, 10, 0.04, 0.07) == pytest.approx(0.07)
+    assert teacher_temperature(99, 10, 0.04, 0.07) == pytest.approx(0.07)
+    assert teacher_temperature(0, 0, 0.04, 0.07) == pytest.approx(0.07)
+
+
+def test_global_loss_averages_every_local_view_of_every_future_frame():
+    torch.manual_seed(1)
+    s, t = torch.randn(2, 2, 3, 5), torch.randn(2, 2, 5)  # (B, K-1, L, C), (B, K-1, C)
+    loss, _ = GlobalLoss(5, TAU_S)(s, t, TAU_T)
+    p = torch.softmax(t / TAU_T, -1)
+    terms = [
+        -(p[b, j] * torch.log_softmax(s[b, j, ell] / TAU_S, -1)).sum()
+        for b in range(2) for j in range(2) for ell in range(3)
+    ]
+    assert loss.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-5)
+
+
+def test_dino_loss_never_compares_a_view_with_itself():
+    torch.manual_seed(2)
+    student, teacher = torch.randn(3, 4, 6), torch.randn(3, 2, 6)
+    loss, _ = MultiCropDINOLoss(6, TAU_S)(student, teacher, TAU_T)
+    p = torch.softmax(teacher / TAU_T, -1)
+    terms = [
+        -(p[b, i] * torch.log_softmax(student[b, v] / TAU_S, -1)).sum()
+        for b in range(3) for i in range(2) for v in range(4) if v != i
+    ]
+    assert loss.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg():
+    return build_config("cpu-tiny", overrides={"data.global_size": 32, "data.local_size": 16, "model.out_dim": 64})
+
+
+def _frames_seen(backbone):
+    seen = []
+    backbone.patch_embed.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
+    return seen
+
+
+def test_dense_pairs_are_next_frame_never_same_frame(tiny_cfg):
+    torch.manual_seed(0)
+    student = Student(tiny_cfg)
+    teacher = Teacher(student)
+    s_seen, t_seen = _frames_seen(student.backbone), _frames_seen(teacher.backbone)
+    b, k = 2, 3
+    # Frame j of clip i is filled with the constant 10*i + j: inputs identify themselves.
+    globals_ = torch.stack([torch.full((3, 32, 32), 10.0 * i + j) for i in range(b) for j in range(k)]).unflatten(0, (b, k))
+    locals_ = torch.zeros(b, k - 1, 2, 3, 16, 16)
+    NextFrameDistillation(tiny_cfg)(student, teacher, globals_, locals_, TAU_T)
+    student_frames = s_seen[0][:, 0, 0, 0].tolist()  # first call: global views
+    teacher_frames = t_seen[0][:, 0, 0, 0].tolist()
+    assert student_frames == [0.0, 1.0, 10.0, 11.0]  # x_t .. x_{t+(K-2)Δ}
+    assert teacher_frames == [1.0, 2.0, 11.0, 12.0]  # x_{t+Δ} .. x_{t+(K-1)Δ}
+    # Pair j: student frame j predicts teacher frame j+1 of the same clip.
+    assert all(t == s + 1 for s, t in zip(student_frames, teacher_frames, strict=True))
+
+
+def test_teacher_receives_no_gradient_and_follows_the_ema(tiny_cfg):
+    torch.manual_seed(0)
+    student = Student(tiny_cfg)
+    teacher = Teacher(student)
+    globals_ = torch.randn(2, 3, 3, 32, 32)
+    locals_ = torch.randn(2, 2, 5, 3, 16, 16)
+    loss, _ = NextFrameDistillation(tiny_cfg)(student, teacher, globals_, locals_, TAU_T)
+    loss.backward()
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    assert student.predictor.blocks[0].attn.qkv.weight.grad is not None
+    assert student.backbone.patch_embed.proj.weight.grad.abs().sum() > 0
+    before = teacher.backbone.patch_embed.proj.weight.clone()
+    with torch.no_grad():
+        student.backbone.patch_embed.proj.weight.add_(1.0)
+    update_teacher(student, teacher, momentum=0.75)
+    expected = 0.75 * before + 0.25 * student.backbone.patch_embed.proj.weight
+    assert torch.allclose(teacher.backbone.patch_embed.proj.weight, expected)
+    assert not any(name.startswith("predictor") for name, _ in teacher.named_parameters())
+
+
+@pytest.mark.parametrize("objective", ["dense", "global", "dino"])
+def test_every_table1_objective_runs_and_backpropagates(tiny_cfg, objective):
+    cfg = build_config("cpu-tiny", overrides={"data.global_size": 32, "data.local_size": 16, "model.out_dim": 64, "objective": objective})
+    from vidistill.objective import build_objective
+
+    student = Student(cfg)
+    teacher = Teacher(student)
+    k = 2 if objective == "dino" else 3
+    loss, stats = build_objective(cfg)(student, teacher, torch.randn(2, k, 3, 32, 32), torch.randn(2, k - 1, 5, 3, 16, 16), TAU_T)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert ("dense/loss" in stats) == (objective == "dense")
+    assert (student.predictor is None) == (objective in ("global", "dino"))

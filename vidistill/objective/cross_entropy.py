@@ -1,0 +1,42 @@
+"""The soft cross-entropy every DINO-style loss is made of, and its collapse diagnostics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def teacher_probs(teacher_out: torch.Tensor, centre: torch.Tensor, temp: float) -> torch.Tensor:
+    """σ_τT(z_T − c): centred, sharpened teacher distribution (no gradient flows to the teacher)."""
+    return F.softmax((teacher_out.detach().float() - centre) / temp, dim=-1)
+
+
+def soft_cross_entropy(target_probs: torch.Tensor, student_out: torch.Tensor, student_temp: float) -> torch.Tensor:
+    """H(p_T, p_S) = −Σ_k p_T[k] · log σ_τS(z_S)[k], per row (no reduction over rows)."""
+    return -(target_probs * F.log_softmax(student_out.float() / student_temp, dim=-1)).sum(dim=-1)
+
+
+@dataclass
+class DistillationStats:
+    """Collapse shows here first: uniform collapse drives H(p_T) → log(out_dim) with KL → 0,
+    one-hot collapse drives H(p_T) → 0 with KL → 0."""
+
+    loss: torch.Tensor  # 0-d tensors: read them all at once (one device sync per step)
+    teacher_entropy: torch.Tensor  # mean H(p_T) in nats
+    kl: torch.Tensor  # mean KL(p_T ‖ p_S) = H(p_T, p_S) − H(p_T)
+
+    def as_dict(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {
+            f"{prefix}loss": self.loss,
+            f"{prefix}teacher_entropy": self.teacher_entropy,
+            f"{prefix}kl": self.kl,
+        }
+
+
+@torch.no_grad()
+def distillation_stats(loss: torch.Tensor, probs: torch.Tensor) -> DistillationStats:
+    entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1).mean()
+    loss = loss.detach()
+    return DistillationStats(loss, entropy, loss - entropy)

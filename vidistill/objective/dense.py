@@ -1,0 +1,43 @@
+"""Dense next-frame loss, the paper's eq. (1)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vidistill.objective.centring import Centre
+from vidistill.objective.cross_entropy import (
+    DistillationStats,
+    distillation_stats,
+    soft_cross_entropy,
+    teacher_probs,
+)
+
+
+class DenseNextFrameLoss(nn.Module):
+    """L_dense = 1/(K−1) Σ_{j=t}^{t+(K−2)Δ} P-CE( σ_τT(z^T_{j+Δ} − c_patch), σ_τS(ẑ^S_{j→j+Δ}) )
+
+    ``student_pred[:, j]`` is the student's prediction from frame j, ``teacher_out[:, j]`` the
+    teacher's patch outputs of frame j+1 (the next one): pairs are aligned by construction, so
+    a frame is never its own target. P-CE averages over the P patches; the loss then averages
+    over the K−1 pairs and the batch.
+    """
+
+    def __init__(self, out_dim: int, student_temp: float = 0.1, centre_momentum: float = 0.9):
+        super().__init__()
+        self.student_temp = student_temp
+        self.centre = Centre(out_dim, centre_momentum)
+
+    def forward(
+        self, student_pred: torch.Tensor, teacher_out: torch.Tensor, teacher_temp: float
+    ) -> tuple[torch.Tensor, DistillationStats]:
+        if student_pred.shape != teacher_out.shape or student_pred.dim() != 4:
+            raise ValueError(
+                f"expected (B, K-1, P, out_dim) for both, got {tuple(student_pred.shape)} "
+                f"and {tuple(teacher_out.shape)}"
+            )
+        p_t = teacher_probs(teacher_out, self.centre.value, teacher_temp)
+        loss = soft_cross_entropy(p_t, student_pred, self.student_temp).mean()
+        stats = distillation_stats(loss, p_t)
+        self.centre.update(teacher_out)
+        return loss, stats

@@ -1,0 +1,87 @@
+"""Who sees what: the method (next-frame self-distillation) and the DINO baselines of Table 1.
+
+Each objective takes the student, the teacher and a batch of views and returns the loss and a
+flat dict of diagnostics. Views arrive as ``globals`` (B, K, 3, H, W) and ``locals``
+(B, K−1, L, 3, h, w): for the method, K frames of one clip with shared geometry; for the DINO
+baselines, K=2 global views of one frame (or of two frames Δ apart: time-aug) and their locals.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vidistill.config import Config
+from vidistill.objective.dense import DenseNextFrameLoss
+from vidistill.objective.global_loss import GlobalLoss, MultiCropDINOLoss
+
+
+class NextFrameDistillation(nn.Module):
+    """0.5·L_dense + 0.5·L_global (or one term alone: the Table 1 ablations).
+
+    Student: global views of x_t … x_{t+(K−2)Δ} (all but the last frame) and all local views.
+    Teacher: global views of x_{t+Δ} … x_{t+(K−1)Δ} (METHOD.md: the loss formulas need every
+    frame from x_{t+Δ}, whatever the paper's prose says).
+    """
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        o = cfg.optim
+        self.use_dense = cfg.objective in ("dense+global", "dense")
+        self.use_global = cfg.objective in ("dense+global", "global")
+        self.dense_weight = 0.5 if self.use_global else 1.0
+        self.global_weight = 0.5 if self.use_dense else 1.0
+        self.dense_loss = DenseNextFrameLoss(cfg.model.out_dim, o.student_temp, o.center_momentum)
+        self.global_loss = GlobalLoss(cfg.model.out_dim, o.student_temp, o.center_momentum)
+
+    def forward(
+        self, student: nn.Module, teacher: nn.Module, globals_: torch.Tensor, locals_: torch.Tensor, teacher_temp: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        b, k = globals_.shape[:2]
+        future = globals_[:, 1:].flatten(0, 1)  # x_{t+Δ} … x_{t+(K−1)Δ}
+        t_cls, t_patch = teacher(future, with_patches=self.use_dense)
+        s = student(
+            globals_[:, :-1].flatten(0, 1) if self.use_dense else None,  # x_t … x_{t+(K−2)Δ}
+            locals_.flatten(0, 2) if self.use_global else None,
+            predict_dense=True,
+        )
+        loss = globals_.new_zeros(())
+        stats: dict[str, torch.Tensor] = {}
+        if self.use_dense:
+            pred = s.patch_pred.unflatten(0, (b, k - 1))
+            l_dense, st = self.dense_loss(pred, t_patch.unflatten(0, (b, k - 1)), teacher_temp)
+            loss = loss + self.dense_weight * l_dense
+            stats.update(st.as_dict("dense/"))
+        if self.use_global:
+            local_cls = s.local_cls.unflatten(0, (b, k - 1, locals_.shape[2]))
+            l_global, st = self.global_loss(local_cls, t_cls.unflatten(0, (b, k - 1)), teacher_temp)
+            loss = loss + self.global_weight * l_global
+            stats.update(st.as_dict("global/"))
+        return loss, stats
+
+
+class FrameDINO(nn.Module):
+    """Plain DINO on frames (with or without pre-crop, or time-aug): the Table 1 baselines.
+
+    Teacher: the two global views' [CLS]. Student: both global views and the local views'
+    [CLS], no predictor. Same model, same head, same number of student views as the method.
+    """
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        o = cfg.optim
+        self.loss = MultiCropDINOLoss(cfg.model.out_dim, o.student_temp, o.center_momentum)
+
+    def forward(
+        self, student: nn.Module, teacher: nn.Module, globals_: torch.Tensor, locals_: torch.Tensor, teacher_temp: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        b, g = globals_.shape[:2]
+        t_cls, _ = teacher(globals_.flatten(0, 1), with_patches=False)
+        s = student(globals_.flatten(0, 1), locals_.flatten(0, 2), predict_dense=False)
+        student_views = torch.cat([s.global_cls.unflatten(0, (b, g)), s.local_cls.unflatten(0, (b, -1))], dim=1)
+        loss, st = self.loss(student_views, t_cls.unflatten(0, (b, g)), teacher_temp)
+        return loss, st.as_dict("global/")
+
+
+def build_objective(cfg: Config) -> nn.Module:
+    return FrameDINO(cfg) if cfg.objective == "dino" else NextFrameDistillation(cfg)

@@ -1,0 +1,45 @@
+"""DINO's optimisation pieces: AdamW groups, per-parameter clipping, the frozen last layer."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def param_groups(model: nn.Module) -> list[dict]:
+    """Weight decay on weight matrices only; biases, norms and tokens (1-D params) get none."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "apply_wd": True}, {"params": no_decay, "apply_wd": False, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    # lr and weight decay are set every step from the schedules.
+    return torch.optim.AdamW(param_groups(model), lr=0.0, weight_decay=0.0)
+
+
+def set_hyperparameters(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        if group.get("apply_wd"):
+            group["weight_decay"] = weight_decay
+
+
+@torch.no_grad()
+def clip_gradients_per_parameter(model: nn.Module, clip: float) -> None:
+    """DINO's ``clip_gradients``: each parameter's gradient norm capped at ``clip`` on its own."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if clip <= 0 or not grads:
+        return
+    norms = torch._foreach_norm(grads)
+    scales = (clip / (torch.stack(norms) + 1e-6)).clamp(max=1.0).unbind()
+    torch._foreach_mul_(grads, scales)
+
+
+def cancel_last_layer_gradients(head: nn.Module) -> None:
+    """The head's last layer is not updated during the first epoch(s) (DINO)."""
+    for p in head.last_layer_parameters():
+        p.grad = None

@@ -1,0 +1,323 @@
+"""The training loop: the only place that ties data, model and objective together.
+
+Reads like DINO's ``train_one_epoch``: schedules → forward (student, EMA teacher) → loss →
+backward with per-parameter clipping → optimiser step → EMA update; with checkpoints every N
+steps (atomic) that hold everything needed to resume mid-epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from vidistill.checkpoint import CHECKPOINT_NAME, atomic_save, build_state, load_checkpoint
+from vidistill.config import Config, config_from_dict
+from vidistill.errors import CheckpointError, TrainingError, VidistillError
+from vidistill.model import Student, Teacher, update_teacher
+from vidistill.objective import build_objective, teacher_temperature
+from vidistill.train.distributed import (
+    DistributedContext,
+    broadcast_flag,
+    cleanup_distributed,
+    setup_distributed,
+)
+from vidistill.train.monitor import CollapseDetector, RunLogger
+from vidistill.train.optimizer import (
+    build_optimizer,
+    cancel_last_layer_gradients,
+    clip_gradients_per_parameter,
+    set_hyperparameters,
+)
+from vidistill.train.schedules import cosine_schedule
+
+log = logging.getLogger(__name__)
+
+# Changing these under an existing run would silently train a different model.
+RESUME_MUST_MATCH = ("objective", "model", "data.num_frames", "data.frame_stride", "data.global_size")
+
+
+def default_output(cfg: Config) -> Path:
+    """runs/<first video's name>-<preset>[-<objective>]: deterministic, so rerunning the same
+    command resumes the same run instead of starting a new one."""
+    stem = Path(cfg.data.videos[0]).resolve().name if cfg.data.videos else "run"
+    name = f"{stem}-{cfg.preset or 'custom'}"
+    if cfg.objective != "dense+global":
+        name += f"-{cfg.objective.replace('+', '-')}"
+    return Path("runs") / name
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """bf16 on CUDA when supported (no scaler needed), fp16 with a scaler otherwise; CPU: off
+    unless asked (bf16 autocast helps only on CPUs with AVX-512-bf16/AMX)."""
+    if amp == "off":
+        return None
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+@dataclass
+class Schedules:
+    lr: list[float]
+    weight_decay: list[float]
+    momentum: list[float]
+    teacher_temp_warmup_steps: int
+    freeze_last_layer_steps: int
+    total_steps: int
+
+    @classmethod
+    def build(cls, cfg: Config, steps_per_epoch: int, world_size: int) -> Schedules:
+        o = cfg.optim
+        total = cfg.train.max_steps or o.epochs * steps_per_epoch
+        lr = o.base_lr * (o.batch_size * world_size / 256.0 if o.scale_lr else 1.0)
+        return cls(
+            lr=cosine_schedule(lr, o.min_lr, total, o.warmup_epochs * steps_per_epoch),
+            weight_decay=cosine_schedule(o.weight_decay, o.weight_decay_end, total),
+            momentum=cosine_schedule(o.momentum_teacher, 1.0, total),
+            teacher_temp_warmup_steps=min(o.warmup_teacher_temp_epochs * steps_per_epoch, total),
+            freeze_last_layer_steps=o.freeze_last_layer_epochs * steps_per_epoch,
+            total_steps=total,
+        )
+
+
+@dataclass
+class Progress:
+    step: int = 0  # optimiser steps done; epoch and position in it follow from it
+
+
+class Trainer:
+    def __init__(self, cfg: Config, ctx: DistributedContext):
+        self.cfg, self.ctx = cfg, ctx
+        self.device = ctx.device
+        self.run_dir = Path(cfg.train.output) if cfg.train.output else default_output(cfg)
+        cfg.train.output = str(self.run_dir)
+        self.ckpt_path = self.run_dir / CHECKPOINT_NAME
+
+        from vidistill.data import build_dataloader  # data knows nothing of models: import here
+
+        # Same seed on every rank for the initial weights (DDP also broadcasts rank 0's).
+        torch.manual_seed(cfg.train.seed)
+        self.student = Student(cfg).to(self.device)
+        self.teacher = Teacher(self.student).to(self.device)
+        self.objective = build_objective(cfg).to(self.device)
+        self.optimizer = build_optimizer(self.student)
+        self.amp_dtype = autocast_dtype(cfg.train.amp, self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.progress = Progress()
+        if not self._resume_if_possible():
+            torch.manual_seed(cfg.train.seed + 1000 * ctx.rank)  # drop-path differs per rank
+
+        self.student_ddp: nn.Module = self.student
+        if ctx.enabled:
+            self.student_ddp = DistributedDataParallel(
+                self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.student_fwd = torch.compile(self.student_ddp) if cfg.train.compile else self.student_ddp
+
+        self.loader, self.sampler = build_dataloader(
+            cfg, rank=ctx.rank, world_size=ctx.world_size, epoch=0, start_index=0
+        )
+        self.steps_per_epoch = len(self.loader)
+        if self.steps_per_epoch == 0:
+            raise VidistillError(
+                f"not enough clips for one batch of {cfg.optim.batch_size} per process: "
+                f"{len(self.sampler)} clips per process (lower --batch-size or add video)"
+            )
+        self.schedules = Schedules.build(cfg, self.steps_per_epoch, ctx.world_size)
+        self.collapse = CollapseDetector(cfg.model.out_dim)
+
+    # ----------------------------------------------------------------------------- resume
+    def _resume_if_possible(self) -> bool:
+        if not self.ckpt_path.is_file():
+            return False
+        state = load_checkpoint(self.ckpt_path)
+        saved = config_from_dict(state["config"]).to_dict()
+        now = self.cfg.to_dict()
+        for key in RESUME_MUST_MATCH:
+            a, b = saved, now
+            for part in key.split("."):
+                a, b = a[part], b[part]
+            if a != b:
+                raise CheckpointError(
+                    f"{self.ckpt_path}: the run in {self.run_dir} was trained with a different "
+                    f"'{key}' ({a} vs now {b}); use another --output to start a new run"
+                )
+        for name in ("student", "optimizer", "objective", "progress"):
+            if name not in state:
+                raise CheckpointError(f"{self.ckpt_path}: no '{name}' entry; cannot resume from it")
+        self.student.load_state_dict(state["student"])
+        self.teacher.load_state_dict(state["teacher"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.progress = Progress(step=int(state["progress"]["step"]))
+        # Restoring the RNG (drop-path) makes a resumed run match an uninterrupted one; the
+        # data augmentation is keyed by (seed, epoch, clip) and needs no state.
+        rng = state.get("rng", {})
+        if self.ctx.rank < len(rng.get("torch", [])):
+            torch.set_rng_state(rng["torch"][self.ctx.rank])
+        if self.device.type == "cuda" and self.ctx.rank < len(rng.get("cuda", [])):
+            torch.cuda.set_rng_state(rng["cuda"][self.ctx.rank])
+        if self.ctx.is_main:
+            log.info("resuming %s from step %d", self.ckpt_path, self.progress.step)
+        return True
+
+    def _gather_from_ranks(self, value: torch.Tensor) -> list[torch.Tensor]:
+        if not self.ctx.enabled:
+            return [value]
+        out = [torch.empty_like(value) for _ in range(self.ctx.world_size)]
+        torch.distributed.all_gather(out, value)
+        return out
+
+    def save_checkpoint(self, finished: bool = False) -> None:
+        """Collective (every rank calls it); rank 0 writes. Records each rank's RNG and a
+        fingerprint of each rank's weights, so diverged DDP replicas cannot go unnoticed."""
+        with torch.no_grad():
+            fingerprint = torch.stack([p.double().sum() for p in self.student.parameters()]).sum()
+        fingerprints = [float(f) for f in self._gather_from_ranks(fingerprint.to(self.device).reshape(1))]
+        rng = {"torch": [t.cpu() for t in self._gather_from_ranks(torch.get_rng_state().to(self.device))]}
+        if self.device.type == "cuda":
+            rng["cuda"] = [t.cpu() for t in self._gather_from_ranks(torch.cuda.get_rng_state().to(self.device))]
+        if not self.ctx.is_main:
+            return
+        if max(fingerprints) - min(fingerprints) > 1e-6 * max(1.0, abs(fingerprints[0])):
+            log.warning("DDP replicas differ at step %d: weight fingerprints %s", self.progress.step, fingerprints)
+        state = build_state(
+            self.cfg,
+            self.student,
+            self.teacher,
+            objective=self.objective.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            progress={
+                "step": self.progress.step,
+                "epoch": self.progress.step // self.steps_per_epoch,
+                "batches_in_epoch": self.progress.step % self.steps_per_epoch,
+                "finished": finished,
+            },
+            replica_fingerprints=fingerprints,
+            rng=rng,
+        )
+        atomic_save(state, self.ckpt_path)
+
+    # ------------------------------------------------------------------------------ loop
+    def train_step(self, batch, step: int) -> dict[str, float]:
+        sch = self.schedules
+        set_hyperparameters(self.optimizer, sch.lr[step], sch.weight_decay[step])
+        o = self.cfg.optim
+        tau_t = teacher_temperature(step, sch.teacher_temp_warmup_steps, o.warmup_teacher_temp, o.teacher_temp)
+        globals_ = batch.globals.to(self.device, non_blocking=True)
+        locals_ = batch.locals.to(self.device, non_blocking=True)
+
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            loss, stats = self.objective(self.student_fwd, self.teacher, globals_, locals_, tau_t)
+
+        # One device sync per step for every scalar we log (and the finiteness check).
+        names = ["loss", *stats]
+        values = torch.stack([loss.detach().float(), *(v.float() for v in stats.values())]).tolist()
+        record = dict(zip(names, values, strict=True))
+        if broadcast_flag(not math.isfinite(record["loss"]), self.ctx):
+            raise TrainingError(
+                f"non-finite loss at step {step} ({record}); stopping. The last good checkpoint "
+                f"is {self.ckpt_path}" + (" (none written yet)" if not self.ckpt_path.exists() else "")
+                + ". Try a lower lr, --amp off, or a larger teacher temperature."
+            )
+
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        clip_gradients_per_parameter(self.student, o.clip_grad)
+        if step < sch.freeze_last_layer_steps:
+            cancel_last_layer_gradients(self.student.head)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        update_teacher(self.student, self.teacher, sch.momentum[step])
+
+        record.update(lr=sch.lr[step], wd=sch.weight_decay[step], momentum=sch.momentum[step], teacher_temp=tau_t)
+        # Headline collapse numbers: the global branch if there is one (where collapse happens).
+        branch = "global" if "global/kl" in record else "dense"
+        record["teacher_entropy"], record["kl"] = record[f"{branch}/teacher_entropy"], record[f"{branch}/kl"]
+        return record
+
+    def fit(self) -> Path:
+        cfg, sch = self.cfg, self.schedules
+        if self.progress.step >= sch.total_steps:
+            if self.ctx.is_main:
+                log.info("%s already finished (%d steps); nothing to do", self.run_dir, self.progress.step)
+            return self.run_dir
+        logger = None
+        if self.ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            logger = RunLogger(self.run_dir, cfg.train.tensorboard)
+            log.info(
+                "training %s (%s, objective %s) on %s x%d: %d steps (%d per epoch), batch %d per process -> %s",
+                cfg.model.arch, cfg.preset, cfg.objective, self.device, self.ctx.world_size,
+                sch.total_steps, self.steps_per_epoch, cfg.optim.batch_size, self.run_dir,
+            )
+        bar = None
+        if self.ctx.is_main and cfg.train.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=sch.total_steps, initial=self.progress.step, desc="train", unit="step", dynamic_ncols=True)
+        self.student.train()
+        clips_per_step = cfg.optim.batch_size * self.ctx.world_size
+        step = self.progress.step
+        try:
+            while step < sch.total_steps:
+                epoch, done_in_epoch = divmod(step, self.steps_per_epoch)
+                self.sampler.set_epoch(epoch)
+                self.sampler.set_start(done_in_epoch * cfg.optim.batch_size)
+                t_data = time.perf_counter()
+                for batch in self.loader:
+                    t_step = time.perf_counter()
+                    record = self.train_step(batch, step)
+                    step += 1
+                    self.progress.step = step
+                    t_end = time.perf_counter()
+                    record.update(
+                        step=step, epoch=epoch, clips_per_s=clips_per_step / max(t_end - t_data, 1e-9),
+                        data_time=t_step - t_data, step_time=t_end - t_step,
+                    )
+                    record["collapsed"] = self.collapse.update(record, step)
+                    if logger is not None and step % cfg.train.log_every == 0:
+                        logger.write(record)
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}", clips_s=f"{record['clips_per_s']:.1f}")
+                    if step % cfg.train.checkpoint_every == 0 and step < sch.total_steps:
+                        self.save_checkpoint()
+                    if step >= sch.total_steps:
+                        break
+                    t_data = time.perf_counter()
+                if step < sch.total_steps:  # a whole epoch ended
+                    self.save_checkpoint()
+            self.save_checkpoint(finished=True)
+        finally:
+            if bar is not None:
+                bar.close()
+            if logger is not None:
+                logger.close()
+        if self.ctx.is_main:
+            log.info("finished %d steps; teacher weights in %s", step, self.ckpt_path)
+        return self.run_dir
+
+
+def train(cfg: Config) -> Path:
+    """Train (or resume) the run ``cfg.train.output``; returns the run folder."""
+    ctx = setup_distributed(cfg.train.device)
+    try:
+        return Trainer(cfg, ctx).fit()
+    finally:
+        cleanup_distributed()
