@@ -291,6 +291,8 @@ class Trainer:
                         data_time=t_step - t_data, step_time=t_end - t_step,
                     )
                     record["collapsed"] = self.collapse.update(record, step)
+                    if self.device.type == "cuda":
+                        record["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
                     if logger is not None and step % cfg.train.log_every == 0:
                         logger.write(record)
                     if bar is not None:

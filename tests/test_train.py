@@ -1,0 +1,159 @@
+"""The trainer end to end on real videos: CLI, resume after SIGKILL, DDP on gloo, NaN stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from vidistill.checkpoint import load_checkpoint
+from vidistill.config import build_config
+from vidistill.train import train
+
+# Small enough for seconds per run on 2 cores; the structure of the real presets.
+TINY = [
+    "--preset", "cpu-tiny", "--frame-stride", "8", "--batch-size", "4", "--image-size", "64",
+    "--out-dim", "512", "--num-workers", "0",
+    "--set", "data.local_size=32", "--set", "data.max_side=0", "--set", "model.head_hidden_dim=128",
+]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def tiny_config(videos, output, **overrides):
+    base = {
+        "data.videos": [str(v) for v in videos], "train.output": str(output), "data.frame_stride": 8,
+        "optim.batch_size": 4, "data.global_size": 64, "data.local_size": 32, "model.out_dim": 512,
+        "data.num_workers": 0, "data.max_side": 0, "model.head_hidden_dim": 128, "train.progress": False,
+    }
+    return build_config("cpu-tiny", overrides={**base, **overrides})
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "vidistill", *args], capture_output=True, text=True,
+                          timeout=timeout, env=ENV)
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory, make_video):
+    root = tmp_path_factory.mktemp("episodes")
+    return [make_video(root / f"ep{i}.mp4", 48) for i in range(2)]
+
+
+def test_cli_trains_logs_checkpoints_and_a_rerun_resumes(videos, tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("train", "--video", str(videos[0].parent), "--output", str(out), "--max-steps", "4", *TINY)
+    assert r.returncode == 0, r.stderr
+    records = read_log(out)
+    assert [x["step"] for x in records] == [1, 2, 3, 4]
+    for key in ("loss", "dense/loss", "global/loss", "lr", "teacher_entropy", "kl", "clips_per_s", "collapsed"):
+        assert key in records[0]
+    state = load_checkpoint(out / "checkpoint.pt")  # weights_only load
+    assert state["progress"]["step"] == 4 and state["contract"]["image_size"] == 64
+    assert (out / "config.yaml").is_file()
+    # The same command again: the run is found and not restarted.
+    r2 = run_cli("train", "--video", str(videos[0].parent), "--output", str(out), "--max-steps", "4", *TINY)
+    assert r2.returncode == 0, r2.stderr
+    assert "already finished" in r2.stderr
+    assert len(read_log(out)) == 4
+    # A longer budget on the same run continues from step 4.
+    r3 = run_cli("train", "--video", str(videos[0].parent), "--output", str(out), "--max-steps", "6", *TINY)
+    assert r3.returncode == 0, r3.stderr
+    assert [x["step"] for x in read_log(out)][4:] == [5, 6]
+
+
+def test_sigkilled_run_resumes_from_its_last_checkpoint_to_the_same_weights(videos, tmp_path):
+    steps = 12
+    common = ["--max-steps", str(steps), "--checkpoint-every", "3", *TINY]
+    for v in videos:
+        common += ["--video", str(v)]
+    reference = tmp_path / "straight"
+    assert run_cli("train", "--output", str(reference), *common).returncode == 0
+
+    killed = tmp_path / "killed"
+    args = ["train", "--output", str(killed), *common]
+    proc = subprocess.Popen([sys.executable, "-m", "vidistill", *args], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        log = killed / "log.jsonl"
+        if (killed / "checkpoint.pt").exists() and log.exists() and len(log.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved_step = load_checkpoint(killed / "checkpoint.pt")["progress"]["step"]
+    assert 3 <= saved_step < steps and saved_step % 3 == 0
+
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert f"resuming {killed / 'checkpoint.pt'} from step {saved_step}" in r.stderr
+    logged = [x["step"] for x in read_log(killed)]
+    assert logged[-(steps - saved_step):] == list(range(saved_step + 1, steps + 1))
+
+    a = load_checkpoint(reference / "checkpoint.pt")["teacher"]
+    b = load_checkpoint(killed / "checkpoint.pt")["teacher"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=f"teacher {k} differs after resume")
+
+
+def test_torchrun_two_gloo_processes_keep_identical_weights(videos, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "vidistill", "train", "--video", str(videos[0].parent), "--output", str(out),
+           "--max-steps", "3", *TINY]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = load_checkpoint(out / "checkpoint.pt")
+    fingerprints = state["replica_fingerprints"]
+    assert len(fingerprints) == 2
+    assert fingerprints[0] == pytest.approx(fingerprints[1], rel=1e-9, abs=1e-9)
+    assert len(state["rng"]["torch"]) == 2
+    assert [x["step"] for x in read_log(out)] == [1, 2, 3]
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(videos, tmp_path):
+    out = tmp_path / "nan"
+    r = run_cli("train", "--video", str(videos[0].parent), "--output", str(out), "--max-steps", "30",
+                "--checkpoint-every", "1", *TINY, "--set", "optim.base_lr=1e9", "--set", "optim.clip_grad=0")
+    assert r.returncode == 3, r.stderr
+    assert "non-finite loss at step" in r.stderr and "Traceback" not in r.stderr
+    state = load_checkpoint(out / "checkpoint.pt")
+    for t in state["teacher"].values():
+        assert torch.isfinite(t).all()
+
+
+@pytest.mark.parametrize("objective", ["dino", "global", "dense"])
+def test_baseline_objectives_train(videos, tmp_path, objective):
+    overrides = {"train.max_steps": 2, "objective": objective}
+    if objective == "dino":
+        overrides["data.time_aug_delta"] = 5
+    run = train(tiny_config(videos, tmp_path / objective, **overrides))
+    assert load_checkpoint(run / "checkpoint.pt")["config"]["objective"] == objective
+
+
+def test_bad_inputs_give_clear_errors(videos, tmp_path):
+    r = run_cli("train", "--video", str(tmp_path / "missing"), *TINY)
+    assert r.returncode != 0 and "missing" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("train", *TINY)
+    assert r.returncode != 0 and "no video given" in r.stderr
+    r = run_cli("train", "--video", str(videos[0]), "--set", "optim.nonsense=1", *TINY)
+    assert r.returncode != 0 and "unknown key" in r.stderr and "Traceback" not in r.stderr
+    # An existing run with another architecture is not silently overwritten.
+    out = tmp_path / "run"
+    assert run_cli("train", "--video", str(videos[0]), "--output", str(out), "--max-steps", "1", *TINY).returncode == 0
+    r = run_cli("train", "--video", str(videos[0]), "--output", str(out), "--max-steps", "2", *TINY,
+                "--arch", "vit_small_patch16_224")
+    assert r.returncode != 0 and "different 'model'" in r.stderr

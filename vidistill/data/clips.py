@@ -1,0 +1,182 @@
+"""Which clips exist and in which order a process sees them (METHOD.md "Data: clips").
+
+A clip is ``K`` frames ``t, t+Δ, …, t+(K−1)Δ`` of ONE source; every ``t`` with
+``t + (K−1)Δ < len(source)`` is a valid start, optionally keeping every ``clip_stride``-th. Clips
+are numbered 0..N−1 source by source (:class:`ClipIndex`); nothing is materialised per clip, so a
+log with millions of frames costs a few integers per source.
+
+:class:`ClipSampler` is a ``DistributedSampler`` for those numbers, plus mid-epoch resume: it
+yields ``(clip_id, epoch)`` pairs so the dataset can seed each clip's augmentation from
+(seed, epoch, clip) alone. That makes a clip's views independent of worker count and of whether
+the run was interrupted: a resumed run sees exactly the batches the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from vidistill.errors import VideoError
+
+log = logging.getLogger(__name__)
+
+
+def clip_span(num_frames: int, frame_stride: int) -> int:
+    """Frames a clip covers: (K−1)Δ+1. A source needs at least this many frames."""
+    return (num_frames - 1) * frame_stride + 1
+
+
+def select_usable(sources: Sequence[Any], num_frames: int, frame_stride: int) -> list[Any]:
+    """The sources long enough for one clip. Each short one is named once; none usable is an error."""
+    span = clip_span(num_frames, frame_stride)
+    usable = []
+    for src in sources:
+        if len(src) >= span:
+            usable.append(src)
+        else:
+            log.warning(
+                "%s: %d frames, too short for a clip of K=%d frames at stride %d (needs %d); skipping it",
+                src.name, len(src), num_frames, frame_stride, span,
+            )
+    if not usable:
+        names = ", ".join(str(s.path) for s in sources[:5]) + (" …" if len(sources) > 5 else "")
+        raise VideoError(
+            f"no source is long enough for a clip of K={num_frames} frames at stride {frame_stride} "
+            f"(needs {span} frames): {names}. Lower data.frame_stride / data.num_frames or use longer video"
+        )
+    return usable
+
+
+class ClipIndex:
+    """Clip numbering: clip id <-> (source index, start frame), without a per-clip table."""
+
+    def __init__(self, lengths: Sequence[int], num_frames: int, frame_stride: int, clip_stride: int = 1):
+        if num_frames < 1 or frame_stride < 1 or clip_stride < 1:
+            raise ValueError("num_frames, frame_stride and clip_stride must be >= 1")
+        self.lengths = [int(n) for n in lengths]
+        self.num_frames, self.frame_stride, self.clip_stride = num_frames, frame_stride, clip_stride
+        span = clip_span(num_frames, frame_stride)
+        # Valid starts 0..n−span, every clip_stride-th: ceil((n−span+1)/clip_stride) per source.
+        self.counts = np.array(
+            [max(0, -(-(n - span + 1) // clip_stride)) for n in self.lengths], dtype=np.int64
+        )
+        self.offsets = np.concatenate([[0], np.cumsum(self.counts)])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, clip_id: int) -> tuple[int, int]:
+        """(source index, start frame) of a clip."""
+        if not 0 <= clip_id < len(self):
+            raise IndexError(f"clip {clip_id} out of range (0..{len(self) - 1})")
+        source = int(np.searchsorted(self.offsets, clip_id, side="right") - 1)
+        return source, int(clip_id - self.offsets[source]) * self.clip_stride
+
+    def frames(self, clip_id: int) -> tuple[int, list[int]]:
+        """(source index, the K frame indices) of a clip, increasing (cheap sequential decode)."""
+        source, start = self.locate(clip_id)
+        return source, [start + k * self.frame_stride for k in range(self.num_frames)]
+
+
+class ClipSampler(Sampler):
+    """Shuffled clip order, sharded across processes like ``DistributedSampler``.
+
+    * The order is a permutation drawn from ``seed + epoch`` (the same on every rank).
+    * It is padded by wrapping around to a multiple of ``num_replicas`` and rank ``r`` takes
+      positions ``r, r+R, r+2R, …``: shards are disjoint up to that padding and of equal length,
+      so every rank runs the same number of steps (DDP would hang otherwise).
+    * ``set_epoch(e)`` chooses the epoch (and resets the resume position);
+      ``set_start(n)`` skips the first ``n`` clips of this rank's shard in the current epoch, i.e.
+      the clips already consumed before an interruption (``batches_done * batch_size``).
+    * ``len(sampler)`` is what is left of the epoch for this rank; ``num_samples`` the whole shard.
+
+    Yields ``(clip_id, epoch)``.
+    """
+
+    def __init__(
+        self,
+        index: ClipIndex,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        epoch: int = 0,
+        start_index: int = 0,
+    ):
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"invalid rank {rank} for {num_replicas} replicas")
+        self.index = index
+        self.shuffle, self.seed = shuffle, int(seed)
+        self.num_replicas, self.rank = num_replicas, rank
+        self.num_clips = len(index)
+        self.num_samples = math.ceil(self.num_clips / num_replicas) if self.num_clips else 0
+        self.total_size = self.num_samples * num_replicas
+        self.epoch = int(epoch)
+        self.start_index = 0
+        self.set_start(start_index)
+        self._yielded = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.start_index = 0
+
+    def set_start(self, start_index: int) -> None:
+        if not 0 <= start_index <= self.num_samples:
+            raise ValueError(f"start_index {start_index} outside this rank's epoch (0..{self.num_samples})")
+        self.start_index = int(start_index)
+
+    def order(self) -> torch.Tensor:
+        """This rank's clip ids for the whole current epoch (before ``start_index``)."""
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            ids = torch.randperm(self.num_clips, generator=g)
+        else:
+            ids = torch.arange(self.num_clips)
+        if self.total_size > self.num_clips:  # wrap around (repeatedly, if R > N)
+            reps = math.ceil(self.total_size / max(self.num_clips, 1))
+            ids = ids.repeat(reps)[: self.total_size]
+        return ids[self.rank : self.total_size : self.num_replicas]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        ids = self.order()[self.start_index :].tolist()
+        self._yielded = self.start_index
+        for clip_id in ids:
+            self._yielded += 1
+            yield clip_id, epoch
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start_index
+
+    def state_dict(self, consumed: int | None = None) -> dict[str, int]:
+        """Where this rank is: pass ``consumed`` (clips the trainer has used in this epoch); by
+        default the clips yielded so far, which runs ahead of training when workers prefetch."""
+        return {
+            "epoch": self.epoch,
+            "start_index": self._yielded if consumed is None else int(consumed),
+            "seed": self.seed,
+            "num_clips": self.num_clips,
+            "num_replicas": self.num_replicas,
+        }
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if int(state.get("num_clips", self.num_clips)) != self.num_clips or int(
+            state.get("num_replicas", self.num_replicas)
+        ) != self.num_replicas:
+            log.warning(
+                "the clip set or process count changed since the state was saved "
+                "(%s clips x %s processes, now %d x %d); restarting the epoch from its beginning",
+                state.get("num_clips"), state.get("num_replicas"), self.num_clips, self.num_replicas,
+            )
+            self.set_epoch(int(state["epoch"]))
+            return
+        self.seed = int(state.get("seed", self.seed))
+        self.set_epoch(int(state["epoch"]))
+        self.set_start(int(state["start_index"]))

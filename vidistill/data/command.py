@@ -1,0 +1,58 @@
+"""``vidistill extract``: pre-extract video frames to a JPEG cache (see ``vidistill.data.cache``).
+
+Importing this module is cheap (argparse only); OpenCV and the extraction code load in ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def _quality(text: str) -> int:
+    q = int(text)
+    if not 1 <= q <= 100:
+        raise argparse.ArgumentTypeError(f"JPEG quality must be in 1..100, got {q}")
+    return q
+
+
+def _non_negative(text: str) -> int:
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--video", action="extend", nargs="+", required=True, metavar="PATH",
+        help="video file, frame folder, or a tree of them (one source per video / frame folder); repeatable",
+    )
+    parser.add_argument("--output", required=True, metavar="CACHE", help="cache directory (created; resumable)")
+    parser.add_argument(
+        "--max-side", type=_non_negative, default=0, metavar="N",
+        help="downscale frames so the longer side is at most N px (0 = native). Keep frames several "
+        "times larger than the training crops when the pre-crop is on (it takes 5-20%% of the area)",
+    )
+    parser.add_argument("--quality", type=_quality, default=95, metavar="Q", help="JPEG quality 1-100 (default 95)")
+    parser.add_argument(
+        "--workers", type=int, default=min(os.cpu_count() or 1, 8), metavar="N",
+        help="parallel decoder processes (default: CPU count, at most 8)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidistill.data.cache import extract_cache
+
+    entries = extract_cache(
+        args.video, args.output, max_side=args.max_side, quality=args.quality,
+        workers=max(1, args.workers), progress=not args.no_progress,
+    )
+    import logging
+
+    frames = sum(e.frames for e in entries)
+    logging.getLogger(__name__).info(
+        "cache %s: %d sources, %d frames; train with --video %s", args.output, len(entries), frames, args.output
+    )
+    return 0

@@ -1,0 +1,207 @@
+"""Clips -> views -> batches: the dataset, the batch type and the DataLoader the trainer uses."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vidistill.config import Config
+from vidistill.data.clips import ClipIndex, ClipSampler, select_usable
+from vidistill.data.sources import VideoSource, discover_sources
+from vidistill.data.views import ClipSample, ClipViews, FrameViews, build_views, clip_frames
+from vidistill.errors import VideoError
+
+log = logging.getLogger(__name__)
+
+# A clip whose frames cannot be read (see sources.py policy) is replaced by the next clip id;
+# after this many consecutive failures the data is broken beyond glitches and we stop.
+MAX_CLIP_RETRIES = 16
+
+
+@dataclass
+class ClipBatch:
+    """A batch of views, float32, normalised with the config's mean/std.
+
+    * ``globals``: (B, G, 3, H, W). Method: G = K frames of the clip, shared geometry.
+      DINO baselines: G = 2 global views of one frame (time-aug: of two frames Δ apart).
+    * ``locals``: (B, Gl, L, 3, h, w). Method: Gl = K−1, the L local crops of frames 1..K−1.
+      DINO baselines: Gl = 1, the L local crops of the image.
+    * ``clip_ids``: (B,) int64, which clips these are (logging / debugging).
+    """
+
+    globals: torch.Tensor
+    locals: torch.Tensor
+    clip_ids: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.globals.shape[0]
+
+    def pin_memory(self) -> ClipBatch:
+        # Called by the DataLoader's pin-memory thread for custom batch types.
+        return ClipBatch(self.globals.pin_memory(), self.locals.pin_memory(), self.clip_ids.pin_memory())
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> ClipBatch:
+        return ClipBatch(
+            self.globals.to(device, non_blocking=non_blocking),
+            self.locals.to(device, non_blocking=non_blocking),
+            self.clip_ids.to(device, non_blocking=non_blocking),
+        )
+
+
+class ClipDataset(Dataset):
+    """Map-style dataset of clips; an index is a clip id or ``(clip_id, epoch)`` (ClipSampler's).
+
+    The views of a clip are drawn from ``numpy.random.default_rng((seed, epoch, clip_id))``, so
+    they do not depend on worker count, worker order, or on a resume in the middle of an epoch.
+    """
+
+    def __init__(self, sources: Sequence[VideoSource], index: ClipIndex, views: ClipViews | FrameViews, seed: int = 0):
+        if len(sources) != len(index.lengths):
+            raise ValueError("index and sources disagree")
+        self.sources = list(sources)
+        self.index = index
+        self.views = views
+        self.seed = int(seed)
+        self._warned: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def frames(self, clip_id: int) -> list[np.ndarray]:
+        """The decoded RGB frames of a clip (no augmentation)."""
+        source, frame_ids = self.index.frames(clip_id)
+        return self.sources[source].read_many(frame_ids)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[ClipSample, int]:
+        clip_id, epoch = (item, 0) if isinstance(item, (int, np.integer)) else item
+        clip_id, epoch = int(clip_id), int(epoch)
+        for attempt in range(MAX_CLIP_RETRIES):
+            cid = (clip_id + attempt) % len(self.index)
+            try:
+                frames = self.frames(cid)
+            except VideoError as e:
+                source = self.index.locate(cid)[0]
+                if source not in self._warned:
+                    self._warned.add(source)
+                    log.warning("skipping a clip: %s", e)
+                continue
+            rng = np.random.default_rng((self.seed, epoch, cid))
+            with _one_torch_thread():
+                return self.views(frames, rng), cid
+        raise VideoError(f"{MAX_CLIP_RETRIES} consecutive clips from clip {clip_id} cannot be read; giving up")
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Views are many small tensor ops: intra-op threads only add synchronisation (measured 17 ms
+    vs 100+ ms per clip with 2 threads on a busy 2-core machine). DataLoader workers already run
+    one thread; with ``num_workers=0`` the views run in the training process, so the thread count
+    is lowered for the duration of one clip and restored (the training step runs unchanged)."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def collate_clips(samples: Sequence[tuple[ClipSample, int]]) -> ClipBatch:
+    return ClipBatch(
+        globals=torch.stack([s.globals for s, _ in samples]),
+        locals=torch.stack([s.locals for s, _ in samples]),
+        clip_ids=torch.tensor([cid for _, cid in samples], dtype=torch.int64),
+    )
+
+
+def _worker_init(_: int) -> None:
+    # Each worker is one unit of parallelism: no extra OpenCV/torch threads fighting over cores.
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Start workers from a fork server, not by forking the training process.
+
+    Forking a process in which OpenCV has already run a parallel loop (any resize, blur or
+    decode in the main process: probing, ``num_workers=0`` use, tests) copies its thread pool's
+    locks but not its threads, and the child deadlocks in its first OpenCV call (observed:
+    ``cv2.setNumThreads`` in a worker, hung in ``pthread_cond_destroy``). The fork server is a
+    clean process that imports this module once; workers fork from it in milliseconds, and
+    ``spawn``'s per-worker re-import of torch is avoided.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # e.g. Windows
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
+def build_dataset(cfg: Config, sources: Sequence[VideoSource] | None = None) -> ClipDataset:
+    """Discover the sources of ``cfg.data.videos``, drop those too short, and build the dataset."""
+    d = cfg.data
+    if sources is None:
+        sources = discover_sources(d.videos, max_side=d.max_side)
+    k, stride = clip_frames(cfg)
+    usable = select_usable(sources, k, stride)
+    index = ClipIndex([len(s) for s in usable], k, stride, d.clip_stride)
+    for src in usable:  # nothing open in the training process; workers open their own decoders
+        src.close()
+    return ClipDataset(usable, index, build_views(cfg), seed=cfg.train.seed)
+
+
+def build_dataloader(
+    cfg: Config, rank: int = 0, world_size: int = 1, epoch: int = 0, start_index: int = 0
+) -> tuple[DataLoader, ClipSampler]:
+    """The training DataLoader over ``cfg.data.videos`` and its sampler.
+
+    Per epoch: ``sampler.set_epoch(e)`` then (resume) ``sampler.set_start(batches_done * batch)``.
+    ``len(loader)`` is the number of full batches left in the epoch (``drop_last``). Batches are
+    :class:`ClipBatch`; memory is pinned when CUDA is available.
+    """
+    dataset = build_dataset(cfg)
+    sampler = ClipSampler(
+        dataset.index, shuffle=True, seed=cfg.train.seed, num_replicas=world_size, rank=rank,
+        epoch=epoch, start_index=start_index,
+    )
+    workers = max(0, int(cfg.data.num_workers))
+    if workers:
+        workers = min(workers, os.cpu_count() or workers)
+    if rank == 0:
+        log.info(
+            "data: %d sources, %d clips (%d per process per epoch), %d workers",
+            len(dataset.sources), len(dataset), sampler.num_samples, workers,
+        )
+    # The DataLoader draws a worker base seed from its generator each time an iterator starts
+    # (every epoch, and at a resume). From the global RNG that draw would shift the trainer's
+    # random stream (drop-path) between an uninterrupted and a resumed run. The views do not use
+    # worker seeds (they are seeded by (seed, epoch, clip)), so a private generator costs nothing.
+    generator = torch.Generator()
+    generator.manual_seed(cfg.train.seed)
+    loader = DataLoader(
+        dataset,
+        generator=generator,
+        batch_size=cfg.optim.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_clips,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=True,
+        persistent_workers=workers > 0,
+        prefetch_factor=2 if workers > 0 else None,  # float32 batches: ~190 MB each at paper sizes
+        worker_init_fn=_worker_init if workers > 0 else None,
+        multiprocessing_context=_worker_context() if workers > 0 else None,
+    )
+    return loader, sampler
