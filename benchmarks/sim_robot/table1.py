@@ -1,0 +1,333 @@
+"""Table 1 of the paper, on the simulated robot benchmark: same compute for every variant.
+
+Each variant trains with the SAME steps, batch, model and resolution (the ``cpu-tiny`` preset
+unless ``--preset``/``--set`` say otherwise) on the training videos of a ``render.py`` output,
+for each seed; its teacher is then probed on the HELD-OUT probe sets (train on set A, score on
+set B; never on training video): Fast-LP segmentation (mIoU) and a linear depth probe (RMSE,
+delta<1.25). Collapse is read from each run's ``log.jsonl``.
+
+    python benchmarks/sim_robot/table1.py --output bench/table1                 # hours on 2 cores
+    python benchmarks/sim_robot/table1.py --output /tmp/t1 --quick              # minutes, 1 seed
+
+Rerunning the same command resumes: finished runs are not retrained (the trainer resumes a run
+folder) and probed runs are not re-probed (``results/*.json``); ``--force-probe`` redoes probes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import statistics
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+log = logging.getLogger("sim_robot.table1")
+
+# Table 1 rows: name -> config overrides (None = random init: no training).
+VARIANTS: dict[str, dict | None] = {
+    "random init": None,
+    "DINO (frames)": {"objective": "dino", "data.pre_crop": False, "data.time_aug_delta": 0},
+    "+ pre-crop": {"objective": "dino", "data.pre_crop": True, "data.time_aug_delta": 0},
+    "+ time-aug Δ=5": {"objective": "dino", "data.pre_crop": True, "data.time_aug_delta": 5},
+    "Ours (dense+global)": {"objective": "dense+global", "data.pre_crop": True},
+    "global-loss only": {"objective": "global", "data.pre_crop": True},
+    "dense-loss only": {"objective": "dense", "data.pre_crop": True},
+}
+SLUGS = {
+    "random init": "random",
+    "DINO (frames)": "dino",
+    "+ pre-crop": "dino-precrop",
+    "+ time-aug Δ=5": "dino-timeaug5",
+    "Ours (dense+global)": "ours",
+    "global-loss only": "global",
+    "dense-loss only": "dense",
+}
+
+FULL = dict(steps=700, batch=32, seeds=[0, 1, 2], episodes=8, frames=300, size=256, probe_episodes=6,
+            probe_frames=10, probe_iters=1000)
+QUICK = dict(steps=40, batch=8, seeds=[0], episodes=2, frames=120, size=256, probe_episodes=2,
+             probe_frames=6, probe_iters=200)
+
+
+# ---- collapse -------------------------------------------------------------------------------
+
+
+def collapse_summary(run_dir: Path, out_dim: int | None = None) -> dict:
+    """What the run's log.jsonl says about collapse (the trainer writes a ``collapsed`` flag per
+    step from teacher entropy and KL)."""
+    path = Path(run_dir) / "log.jsonl"
+    if not path.is_file():
+        return {"logged": False}
+    records = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill mid-write
+    if not records:
+        return {"logged": False}
+    flagged = [r["step"] for r in records if r.get("collapsed")]
+    last = records[-1]
+    tail = records[-max(1, len(records) // 10) :]  # the last 10% of the run
+
+    def mean_of(key: str) -> float | None:
+        vals = [r[key] for r in tail if isinstance(r.get(key), (int, float))]
+        return sum(vals) / len(vals) if vals else None
+
+    summary = {
+        "logged": True,
+        "steps": last.get("step"),
+        "collapsed": bool(last.get("collapsed")),  # collapsed at the end of the run
+        "ever_collapsed": bool(flagged),
+        "first_collapsed_step": flagged[0] if flagged else None,
+        "final_loss": mean_of("loss"),
+        "final_teacher_entropy": mean_of("teacher_entropy"),
+        "final_kl": mean_of("kl"),
+    }
+    for branch in ("dense", "global"):
+        if f"{branch}/teacher_entropy" in last:
+            summary[f"{branch}_teacher_entropy"] = mean_of(f"{branch}/teacher_entropy")
+            summary[f"{branch}_kl"] = mean_of(f"{branch}/kl")
+    if out_dim:
+        summary["log_out_dim"] = math.log(out_dim)
+    return summary
+
+
+# ---- aggregation and the table --------------------------------------------------------------
+
+METRICS = (  # key in a result, column title, format, higher is better
+    ("miou", "Fast-LP mIoU", "{:.1f}", True),
+    ("pixel_accuracy", "pix.acc", "{:.1f}", True),
+    ("depth_rmse", "depth RMSE (m)", "{:.3f}", False),
+    ("depth_delta1", "δ<1.25", "{:.1f}", True),
+)
+
+
+def aggregate(results: list[dict]) -> dict:
+    """Per variant: mean and sample std over seeds of each metric, and collapse counts."""
+    table: dict[str, dict] = {}
+    for variant in VARIANTS:
+        runs = [r for r in results if r["variant"] == variant]
+        if not runs:
+            continue
+        row: dict = {"seeds": [r["seed"] for r in runs]}
+        for key, *_ in METRICS:
+            vals = [r[key] for r in runs if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+            row[key] = {
+                "mean": statistics.fmean(vals) if vals else None,
+                "std": statistics.stdev(vals) if len(vals) > 1 else None,
+                "values": vals,
+            }
+        row["collapsed_runs"] = sum(bool(r.get("collapse", {}).get("collapsed")) for r in runs)
+        row["ever_collapsed_runs"] = sum(bool(r.get("collapse", {}).get("ever_collapsed")) for r in runs)
+        table[variant] = row
+    return table
+
+
+def format_table(table: dict) -> str:
+    """The table in the shape of the paper's Table 1: mean ± std over seeds."""
+    head = ["Method", *(title for _, title, _, _ in METRICS), "collapsed"]
+    lines = []
+    for variant, row in table.items():
+        cells = [variant]
+        for key, _, fmt, _ in METRICS:
+            m = row[key]
+            if m["mean"] is None:
+                cells.append("–")
+            elif m["std"] is None:
+                cells.append(fmt.format(m["mean"]))
+            else:
+                cells.append(f"{fmt.format(m['mean'])} ± {fmt.format(m['std'])}")
+        n = len(row["seeds"])
+        cells.append("–" if variant == "random init" else f"{row['collapsed_runs']}/{n}")
+        lines.append(cells)
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *lines, strict=True)]
+    fmt_row = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
+    out = [fmt_row(head), "  ".join("-" * w for w in widths)]
+    out += [fmt_row(c) for c in lines]
+    return "\n".join(out)
+
+
+# ---- one run --------------------------------------------------------------------------------
+
+
+def train_config(preset: str, videos: list[str], run_dir: Path, steps: int, batch: int, seed: int,
+                 variant_overrides: dict, extra: dict):
+    from vidistill.config import build_config
+
+    overrides = {
+        "data.videos": videos,
+        "train.output": str(run_dir),
+        "train.max_steps": steps,
+        "optim.batch_size": batch,
+        "train.seed": seed,
+        "train.progress": False,
+        **variant_overrides,
+        **extra,
+    }
+    return build_config(preset, overrides=overrides)
+
+
+def probe_run(encoder_path: Path, probe_dir: Path, iters: int, probe_size: int | None, seed: int,
+              device: str) -> dict:
+    from vidistill.eval.features import load_encoder
+    from vidistill.eval.tasks import ProbeSettings, depth_probe, segmentation_probe
+
+    encoder = load_encoder(encoder_path, image_size=probe_size, device=device)
+    settings = ProbeSettings(iters=iters, seed=seed)
+    seg = segmentation_probe(encoder, probe_dir, settings)
+    depth = depth_probe(encoder, probe_dir, settings)
+    return {
+        "miou": seg["miou"],
+        "pixel_accuracy": seg["pixel_accuracy"],
+        "per_class_iou": seg["per_class_iou"],
+        "depth_rmse": depth["rmse"],
+        "depth_delta1": depth["delta1"],
+        "depth_abs_rel": depth["abs_rel"],
+        "probe_image_size": seg["image_size"],
+        "grid": seg["grid"],
+    }
+
+
+def run_variant(variant: str, seed: int, args, videos: list[str], probe_dir: Path, extra: dict) -> dict:
+    from vidistill.checkpoint import write_random_init_checkpoint
+
+    slug = f"{SLUGS[variant]}_s{seed}"
+    result_path = args.output / "results" / f"{slug}.json"
+    if result_path.is_file() and not args.force_probe:
+        log.info("%s: done before (%s)", slug, result_path)
+        return json.loads(result_path.read_text())
+    run_dir = args.output / "runs" / slug
+    overrides = VARIANTS[variant]
+    cfg = train_config(args.preset, videos, run_dir, args.steps, args.batch, seed, overrides or {}, extra)
+    t0 = time.perf_counter()
+    if overrides is None:
+        ckpt = run_dir / "checkpoint.pt"
+        if not ckpt.is_file():
+            write_random_init_checkpoint(cfg, ckpt, seed=seed)
+        collapse: dict = {"logged": False}
+    else:
+        from vidistill.train import train
+
+        log.info("training %s (seed %d): %d steps, batch %d", variant, seed, args.steps, args.batch)
+        run_dir = Path(train(cfg))
+        collapse = collapse_summary(run_dir, cfg.model.out_dim)
+    t1 = time.perf_counter()
+    metrics = probe_run(run_dir, probe_dir, args.probe_iters, args.probe_size, seed, args.device)
+    t2 = time.perf_counter()
+    result = {
+        "variant": variant, "seed": seed, "run_dir": str(run_dir), **metrics, "collapse": collapse,
+        "config_overrides": overrides, "seconds": {"train": t1 - t0, "probe": t2 - t1},
+    }
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(json.dumps(result, indent=2) + "\n")
+    log.info("%s: mIoU %.2f, depth RMSE %.3f m, collapsed %s", slug, result["miou"], result["depth_rmse"],
+             collapse.get("collapsed"))
+    return result
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+
+def _parse_set(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def ensure_data(args) -> tuple[list[str], Path]:
+    data = args.data or (args.output / "data")
+    manifest = data / "manifest.json"
+    if not manifest.is_file():
+        if args.data:
+            raise SystemExit(f"{data}: no manifest.json; render it first: "
+                             f"python benchmarks/sim_robot/render.py --output {data}")
+        sys.path.insert(0, str(Path(__file__).parent))
+        from render import render_benchmark
+
+        log.info("rendering the benchmark into %s", data)
+        render_benchmark(data, episodes=args.episodes, frames=args.frames, size=args.size, seed=args.render_seed,
+                         probe_episodes=args.probe_episodes, probe_frames=args.probe_frames)
+    m = json.loads(manifest.read_text())
+    videos = [str(data / v) for v in m["videos"]]
+    return videos, data / m.get("probe", "probe")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--output", type=Path, required=True, help="benchmark folder (runs/, results/, table1.json)")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="a render.py output (default: OUTPUT/data, rendered if missing)")
+    ap.add_argument("--quick", action="store_true", help="a small size: one seed, few steps, a small render")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 0 1 2)")
+    ap.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default 700)")
+    ap.add_argument("--batch", type=int, default=None, help="clips per step (default 32)")
+    ap.add_argument("--preset", default="cpu-tiny", help="config preset for every run (default cpu-tiny)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for every run, e.g. --set model.arch=vit_small_patch16_224")
+    ap.add_argument("--variants", nargs="+", default=None, choices=list(SLUGS.values()),
+                    help="only these rows (default: all)")
+    ap.add_argument("--probe-iters", type=int, default=None, help="probe head iterations (default 1000)")
+    ap.add_argument("--probe-size", type=int, default=None,
+                    help="probe input size (default: the training resolution)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--force-probe", action="store_true", help="re-probe runs that have results")
+    g = ap.add_argument_group("rendering when --data is not given")
+    g.add_argument("--episodes", type=int, default=None)
+    g.add_argument("--frames", type=int, default=None)
+    g.add_argument("--size", type=int, default=None)
+    g.add_argument("--probe-episodes", type=int, default=None)
+    g.add_argument("--probe-frames", type=int, default=None)
+    g.add_argument("--render-seed", type=int, default=0)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    for key, default in sizes.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, default)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    args.output.mkdir(parents=True, exist_ok=True)
+    extra = _parse_set(args.set)
+    videos, probe_dir = ensure_data(args)
+    variants = [v for v in VARIANTS if args.variants is None or SLUGS[v] in args.variants]
+    results = []
+    for seed in args.seeds:
+        for variant in variants:
+            results.append(run_variant(variant, seed, args, videos, probe_dir, extra))
+    table = aggregate(results)
+    text = format_table(table)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    report = {"settings": settings, "overrides": extra, "table": table, "runs": results,
+              "note": "mIoU, pixel accuracy and delta1 in percent, RMSE in metres; ± is the sample "
+                      "std over seeds; probes train on held-out set A and score on set B"}
+    (args.output / "table1.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    print(text)
+    print(f"\n(mean ± std over seeds {args.seeds}; {args.steps} steps x batch {args.batch}, preset "
+          f"{args.preset}; JSON: {args.output / 'table1.json'})")
+    return 0
+
+
+def _json_default(obj):
+    if hasattr(obj, "__dataclass_fields__"):
+        return asdict(obj)
+    return str(obj)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""``vidistill eval {probe,depth,knn} ENCODER --data DIR``: probes on frozen features.
+
+ENCODER is a checkpoint file, a run folder (its teacher is evaluated) or an export folder
+(``encoder.safetensors`` + ``config.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from vidistill.errors import VidistillError
+
+log = logging.getLogger(__name__)
+
+LAYOUTS = """data layouts:
+  probe, depth (ADE20K layout):  DIR/images/{training,validation}/NAME.jpg|png
+                                 DIR/annotations/{training,validation}/NAME.png  (0 = ignore, 1..N classes)
+                                 DIR/depth/{training,validation}/NAME.png        (uint16 mm, 0 = invalid)
+  knn (image folder):            DIR/train/<class>/*.jpg   DIR/val/<class>/*.jpg
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("encoder", metavar="CHECKPOINT_OR_EXPORT",
+                   help="checkpoint.pt, a run folder, or an export folder (encoder.safetensors + config.json)")
+    p.add_argument("--data", required=True, metavar="DIR", help="dataset folder (layouts: see `vidistill eval -h`)")
+    p.add_argument("--image-size", type=int, default=None, metavar="S",
+                   help="probe input size (default: the encoder's training size; a multiple of the patch)")
+    p.add_argument("--output", "-o", default=None, metavar="FILE", help="write the JSON report here")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
+    p.add_argument("--extract-batch-size", type=int, default=32, metavar="N",
+                   help="images per forward pass when extracting features (default: 32)")
+
+
+def _probe_options(p: argparse.ArgumentParser, lr: float) -> None:
+    p.add_argument("--iters", type=int, default=1000, help="training iterations of the head (default: 1000)")
+    p.add_argument("--batch-size", type=int, default=64, help="head training batch (default: 64)")
+    p.add_argument("--lr", type=float, default=lr, help=f"AdamW learning rate, cosine decay (default: {lr:g})")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default: 1e-4)")
+    p.add_argument("--no-batchnorm", action="store_true", help="no BatchNorm before the 1x1 conv")
+    p.add_argument("--label-size", type=int, default=None, metavar="L",
+                   help="training targets resized (nearest) to LxL (default: the input size); "
+                        "validation is scored at the annotations' own resolution")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = LAYOUTS
+    sub = parser.add_subparsers(dest="eval_task", metavar="TASK", required=True)
+
+    p = sub.add_parser("probe", help="fast linear segmentation probe (the paper's Fast-LP): mIoU",
+                       description="Frozen teacher backbone, BatchNorm + 1x1 conv on last-layer patch "
+                                   "tokens, logits upsampled bilinearly, cross-entropy (label 0 ignored).",
+                       epilog=LAYOUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    _probe_options(p, lr=1e-3)
+    p.add_argument("--num-classes", type=int, default=None, metavar="N",
+                   help="number of classes (default: the largest label seen); labels above N are ignored")
+
+    p = sub.add_parser("depth", help="linear log-depth probe: RMSE (m) and delta<1.25",
+                       description="Frozen backbone, BatchNorm + 1x1 conv regressing log-depth per patch, "
+                                   "upsampled bilinearly; loss on pixels with depth > 0.",
+                       epilog=LAYOUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    _probe_options(p, lr=1e-3)
+
+    p = sub.add_parser("knn", help="DINO weighted k-NN on [CLS] features: top-1 accuracy",
+                       epilog=LAYOUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    p.add_argument("--k", type=int, default=20, help="neighbours (default: 20)")
+    p.add_argument("--temperature", type=float, default=0.07, help="vote temperature (default: 0.07)")
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value <= 0:
+        raise VidistillError(f"{name} must be positive, got {value}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidistill.eval.datasets import dense_split, image_folder
+    from vidistill.eval.features import load_encoder
+    from vidistill.eval.tasks import ProbeSettings, depth_probe, knn_eval, segmentation_probe
+
+    data = Path(args.data)
+    if not data.is_dir():
+        raise VidistillError(f"{data}: no such data folder" if not data.exists() else f"{data}: not a folder")
+    for name in ("iters", "batch_size", "label_size", "num_classes", "k", "extract_batch_size"):
+        _positive("--" + name.replace("_", "-"), getattr(args, name, None))
+    # the data layout first: a wrong folder should not wait for a model to load
+    if args.eval_task == "knn":
+        image_folder(data)
+    else:
+        for split in ("training", "validation"):
+            dense_split(data, split, "annotations" if args.eval_task == "probe" else "depth")
+    encoder = load_encoder(args.encoder, image_size=args.image_size, device=args.device)
+
+    if args.eval_task == "knn":
+        report = knn_eval(encoder, data, k=args.k, temperature=args.temperature,
+                          extract_batch_size=args.extract_batch_size)
+        lines = [f"top1 {report['top1']:.2f}"]
+    else:
+        settings = ProbeSettings(
+            iters=args.iters, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+            batchnorm=not args.no_batchnorm, label_size=args.label_size, seed=args.seed,
+            extract_batch_size=args.extract_batch_size,
+        )
+        if args.eval_task == "probe":
+            report = segmentation_probe(encoder, data, settings, num_classes=args.num_classes)
+            lines = [f"mIoU {report['miou']:.2f}", f"pixel_accuracy {report['pixel_accuracy']:.2f}"]
+        else:
+            report = depth_probe(encoder, data, settings)
+            lines = [f"rmse {report['rmse']:.4f}", f"delta1 {report['delta1']:.2f}"]
+
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        log.info("report written to %s", out)
+    for line in lines:
+        print(line)  # noqa: T201  (the CLI's result on stdout, for scripts)
+    return 0
