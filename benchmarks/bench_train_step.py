@@ -114,6 +114,7 @@ def peak_memory(fn, device) -> float:
 def run(quick: bool = True, preset: str = "cpu-tiny", batch_size: int | None = None,
         out_dims: list[int] | None = None, device: str = "auto", iters: int | None = None) -> list[dict]:
     dev = torch.device("cuda" if (device == "auto" and torch.cuda.is_available()) else ("cpu" if device == "auto" else device))
+    torch.set_flush_denormal(True)  # as the trainer does on CPU (see vidistill/train/trainer.py)
     base = build_config(preset, overrides={"train.device": dev.type})
     bs = batch_size or (4 if quick and dev.type == "cpu" else base.optim.batch_size)
     iters = iters or (3 if quick else 10)

@@ -1,0 +1,47 @@
+"""Serve a trained encoder to robot code: one ``Encoder`` over torch / ONNX Runtime / TensorRT,
+gymnasium (single and vector) wrappers, Stable-Baselines3 glue and a VLA vision tower.
+
+Everything is imported lazily: ``import vidistill.robot_adapters`` costs nothing, and torch is
+only imported by what needs it (the torch backend, ``VisionTower``, the SB3 module), so a robot
+running an ONNX or TensorRT artefact does not need torch.
+
+    from vidistill.robot_adapters import load_encoder, FeatureObservationWrapper
+    encoder = load_encoder("runs/my_run/export")          # TensorRT > ORT CUDA > ORT CPU > torch
+    feats = encoder.encode(frames_uint8_hwc)               # Features: cls (N, D), patch_tokens (N, P, D)
+    env = FeatureObservationWrapper(env, encoder, output="grid")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "load_encoder": "loader",
+    "choose_backend": "loader",
+    "Encoder": "encoder",
+    "Features": "features",
+    "tokens_to_grid": "features",
+    "grid_to_tokens": "features",
+    "MissingBackendError": "errors",
+    "FeatureObservationWrapper": "gym_wrapper",
+    "VectorFeatureObservationWrapper": "vector_wrapper",
+    "SB3FeatureVecEnvWrapper": "sb3",
+    "GridFeaturesExtractor": "sb3",
+    "VisionTower": "vision_tower",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

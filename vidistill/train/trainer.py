@@ -319,6 +319,11 @@ class Trainer:
 def train(cfg: Config) -> Path:
     """Train (or resume) the run ``cfg.train.output``; returns the run folder."""
     ctx = setup_distributed(cfg.train.device)
+    if ctx.device.type == "cpu":
+        # A sharp teacher (τ_T = 0.02) puts probabilities like exp(-100) into the softmax and
+        # its backward: float32 denormals, which x86 CPUs compute ~10x slower (measured: 13 s
+        # vs 2 s per cpu-tiny step). Flushing them to zero changes no result that matters.
+        torch.set_flush_denormal(True)
     try:
         return Trainer(cfg, ctx).fit()
     finally:

@@ -1,0 +1,115 @@
+"""`make demo`: the whole product on a laptop CPU in a few minutes.
+
+1. trains the cpu-tiny preset on the robot log that ships in examples/robot_logs/,
+2. exports the teacher backbone (safetensors for timm + ONNX, checked against PyTorch),
+3. wraps a gymnasium env with FeatureObservationWrapper backed by the exported ONNX model and
+   steps it,
+4. draws the learned features (PCA of patch tokens) and the loss curves.
+
+    python examples/demo.py [--steps 150] [--output runs/demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+ROBOT_LOGS = ROOT / "examples" / "robot_logs"
+
+
+class RobotLogReplayEnv(gym.Env):
+    """Replays a recorded episode as camera observations (uint8 HWC), a stand-in for a robot
+    env: the action does not change what is seen, the wrapper's job is the same."""
+
+    metadata = {"render_modes": ["rgb_array"]}
+
+    def __init__(self, video: Path, episode_length: int = 60):
+        from vidistill.data.sources import discover_sources
+
+        self._source = discover_sources([str(video)])[0]
+        w, h = self._source.size
+        self.observation_space = gym.spaces.Box(0, 255, (h, w, 3), np.uint8)
+        self.action_space = gym.spaces.Discrete(3)
+        self.episode_length = episode_length
+        self._t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t = int(self.np_random.integers(0, len(self._source) - self.episode_length))
+        self._end = self._t + self.episode_length
+        return self._source.read(self._t), {}
+
+    def step(self, action):
+        self._t += 1
+        return self._source.read(self._t), 0.0, False, self._t >= self._end - 1, {}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=150, help="training steps (about 1 s each on 2 cores)")
+    p.add_argument("--output", default="runs/demo")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    out = Path(args.output)
+    t0 = time.time()
+
+    print(f"[1/4] training cpu-tiny on {ROBOT_LOGS.relative_to(ROOT)} for {args.steps} steps")
+    from vidistill.config import build_config
+    from vidistill.train import train
+
+    cfg = build_config("cpu-tiny", overrides={
+        "data.videos": [str(ROBOT_LOGS)], "train.output": str(out), "train.max_steps": args.steps,
+    })
+    run_dir = train(cfg)
+
+    print("[2/4] exporting the teacher backbone (safetensors + ONNX, parity-checked)")
+    from vidistill.export.pipeline import ExportOptions, export_checkpoint
+
+    result = export_checkpoint(ExportOptions(source=run_dir, output=run_dir / "export"))
+
+    print("[3/4] stepping a gymnasium env through FeatureObservationWrapper (ONNX Runtime)")
+    from vidistill.robot_adapters import FeatureObservationWrapper, load_encoder
+
+    encoder = load_encoder(result.output, backend="onnx")
+    env = FeatureObservationWrapper(RobotLogReplayEnv(ROBOT_LOGS / "episode_001.mp4"), encoder, output="grid")
+    obs, _ = env.reset(seed=0)
+    steps, t = 0, time.perf_counter()
+    for _ in range(50):
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        steps += 1
+        if terminated or truncated:
+            obs, _ = env.reset()
+    per_step = (time.perf_counter() - t) / steps * 1e3
+    print(f"      observation: {obs.dtype} {obs.shape} (D, h, w) in {env.observation_space}; {per_step:.1f} ms/step")
+
+    print("[4/4] drawing the learned features and the loss curves")
+    from vidistill.visualize import feature_picture, loss_curves
+
+    picture = feature_picture(str(result.output), str(ROBOT_LOGS / "episode_001.mp4"), run_dir / "features.png",
+                              frames=6, tile=192, image_size=192)
+    curves = loss_curves(str(run_dir), run_dir / "curves.png")
+
+    print(f"""
+done in {time.time() - t0:.0f} s. Written:
+  run (checkpoint, config, log)  {run_dir}
+  export (timm weights, ONNX)    {result.output}
+  feature picture (PCA of patch tokens)  {picture}
+  loss curves                    {curves}
+
+next:
+  vidistill train --video YOUR_ROBOT_LOGS/                  # train on your own episodes
+  vidistill export {run_dir} --trt                        # TensorRT engine (NVIDIA GPU + tensorrt)
+  python examples/wrap_gym_env.py {result.output}       # features as observations
+  python examples/ppo_sb3_features.py                       # PPO on features (pip install -e '.[sb3]')
+  python examples/vla_policy.py {result.output}         # a VLA-style vision tower
+  see examples/paper_multi_gpu.md for the paper's 4-GPU run""")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""Export errors: user-facing (the CLI prints the message, no traceback)."""
+
+from __future__ import annotations
+
+from vidistill.errors import VidistillError
+
+
+class ExportError(VidistillError):
+    """An export step failed: the artefact could not be made or does not match PyTorch."""
+
+    exit_code = 3
+
+
+class ParityError(ExportError):
+    """An artefact's outputs differ from the PyTorch teacher beyond tolerance."""
+
+
+class GraphCheckError(ExportError):
+    """The ONNX graph has ops or patterns that TensorRT's parser (or a clean export) rejects."""
+
+
+class BackendUnavailable(VidistillError):
+    """A runtime (TensorRT, CUDA, an ONNX Runtime provider) is not installed or not usable here."""

@@ -1,0 +1,96 @@
+"""``load_encoder``: one entry point from any artefact to an :class:`Encoder`.
+
+``backend="auto"`` picks, among the artefacts present and the runtimes installed:
+TensorRT (``encoder.engine`` + tensorrt + a GPU) > ONNX Runtime CUDA > ONNX Runtime CPU
+(``encoder.onnx``) > torch (``encoder.safetensors`` or a checkpoint).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from vidistill.errors import CheckpointError
+
+from .artefacts import Artefacts, find_artefacts
+from .encoder import Encoder
+from .errors import MissingBackendError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnx", "tensorrt")
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def choose_backend(found: Artefacts, device: str | None = None) -> str:
+    """The backend ``auto`` uses for these artefacts on this machine (see module docstring)."""
+    from .backend_tensorrt import tensorrt_usable
+
+    wants_cpu = device == "cpu"
+    if found.engine is not None and not wants_cpu and tensorrt_usable():
+        return "tensorrt"
+    if found.onnx is not None and _has_module("onnxruntime"):
+        return "onnx"
+    if (found.safetensors is not None or found.checkpoint is not None) and _has_module("torch"):
+        return "torch"
+    needs = []
+    if found.engine is not None:
+        needs.append(f"{found.engine.name}: pip install tensorrt (and a CUDA GPU)")
+    if found.onnx is not None:
+        needs.append(f"{found.onnx.name}: pip install onnxruntime (or onnxruntime-gpu)")
+    if found.safetensors is not None or found.checkpoint is not None:
+        needs.append("torch weights: pip install torch timm safetensors")
+    if not needs:
+        raise CheckpointError(
+            f"{found.path}: no encoder artefact found (expected encoder.engine, encoder.onnx, "
+            "encoder.safetensors + config.json from `vidistill export`, or a run folder with checkpoint.pt)"
+        )
+    raise MissingBackendError(f"{found.path}: no runtime installed for the artefacts here; " + "; ".join(needs))
+
+
+def _require(artefact: Path | None, backend: str, found: Artefacts, hint: str) -> Path:
+    if artefact is None:
+        raise CheckpointError(f"{found.path}: backend={backend!r} needs {hint}, not found here (found {found.describe()})")
+    return artefact
+
+
+def load_encoder(path: str | Path, backend: str = "auto", device: str | None = None) -> Encoder:
+    """Load an encoder from an export folder, a run folder, or one artefact file.
+
+    Args:
+        path: export folder (encoder.engine / encoder.onnx / encoder.safetensors + config.json),
+            ``.onnx``, ``.engine``, ``.safetensors`` (with its config.json), a checkpoint ``.pt``
+            or a run folder.
+        backend: "auto" (see the module docstring), "tensorrt", "onnx" or "torch".
+        device: None for the best available, "cpu", "cuda" or "cuda:N".
+
+    Raises:
+        CheckpointError: the artefact is missing, unreadable or has no contract.
+        MissingBackendError: the runtime the artefact needs is not installed (names what to install).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    found = find_artefacts(path)
+    chosen = choose_backend(found, device) if backend == "auto" else backend
+    if chosen == "tensorrt":
+        from .backend_tensorrt import TensorRTEncoder
+
+        engine = _require(found.engine, chosen, found, "a TensorRT engine (encoder.engine; `vidistill export --tensorrt`)")
+        encoder: Encoder = TensorRTEncoder(engine, device)
+    elif chosen == "onnx":
+        from .backend_onnx import OnnxEncoder
+
+        encoder = OnnxEncoder(_require(found.onnx, chosen, found, "encoder.onnx (`vidistill export`)"), device)
+    else:
+        from .backend_torch import TorchEncoder
+
+        if found.safetensors is None and found.checkpoint is None:
+            _require(None, chosen, found, "encoder.safetensors + config.json or a checkpoint.pt")
+        encoder = TorchEncoder.from_path(found.path, device)
+    log.info("loaded %r", encoder)
+    return encoder
