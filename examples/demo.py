@@ -6,7 +6,7 @@
    steps it,
 4. draws the learned features (PCA of patch tokens) and the loss curves.
 
-    python examples/demo.py [--steps 150] [--output runs/demo]
+    python examples/demo.py [--steps 300] [--output runs/demo]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class RobotLogReplayEnv(gym.Env):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=150, help="training steps (about 1 s each on 2 cores)")
+    p.add_argument("--steps", type=int, default=300, help="training steps (about 0.6 s each on 2 cores)")
     p.add_argument("--output", default="runs/demo")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -108,7 +108,7 @@ next:
   python examples/wrap_gym_env.py {result.output}       # features as observations
   python examples/ppo_sb3_features.py                       # PPO on features (pip install -e '.[sb3]')
   python examples/vla_policy.py {result.output}         # a VLA-style vision tower
-  see examples/paper_multi_gpu.md for the paper's 4-GPU run""")
+  bash examples/train_paper_4gpu.sh VIDEO                   # the paper's 4-GPU run""")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from vidistill.errors import VidistillError
@@ -38,6 +39,31 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def cli_reference(width: int = 100) -> str:
+    """Every command's real ``--help`` as one Markdown block (the README's CLI reference)."""
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(width)  # argparse wraps to the terminal width
+    try:
+        parts = [build_parser().format_help()]
+        for name in COMMANDS:
+            sub = _subparsers(build_parser(name))[name]
+            parts.append(sub.format_help())
+            parts += [p.format_help() for p in _subparsers(sub).values()]
+    finally:
+        if old is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = old
+    return "```text\n" + "\n".join(p.rstrip() + "\n" for p in parts) + "```\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -59,4 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--reference"]:
+        print(cli_reference(), end="")  # noqa: T201 - regenerates the README's CLI reference
+        sys.exit(0)
     sys.exit(main())
