@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from vidistill.objective.centring import Centre
 
 
 def teacher_probs(teacher_out: torch.Tensor, centre: torch.Tensor, temp: float) -> torch.Tensor:
@@ -40,3 +43,12 @@ def distillation_stats(loss: torch.Tensor, probs: torch.Tensor) -> DistillationS
     entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1).mean()
     loss = loss.detach()
     return DistillationStats(loss, entropy, loss - entropy)
+
+
+class DistillationLoss(nn.Module):
+    """What every loss here shares: the student temperature τ_S and its own teacher centre."""
+
+    def __init__(self, out_dim: int, student_temp: float = 0.1, centre_momentum: float = 0.9):
+        super().__init__()
+        self.student_temp = student_temp
+        self.centre = Centre(out_dim, centre_momentum)

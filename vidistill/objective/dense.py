@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from vidistill.objective.centring import Centre
 from vidistill.objective.cross_entropy import (
+    DistillationLoss,
     DistillationStats,
     distillation_stats,
     soft_cross_entropy,
@@ -14,7 +13,7 @@ from vidistill.objective.cross_entropy import (
 )
 
 
-class DenseNextFrameLoss(nn.Module):
+class DenseNextFrameLoss(DistillationLoss):
     """L_dense = 1/(K−1) Σ_{j=t}^{t+(K−2)Δ} P-CE( σ_τT(z^T_{j+Δ} − c_patch), σ_τS(ẑ^S_{j→j+Δ}) )
 
     ``student_pred[:, j]`` is the student's prediction from frame j, ``teacher_out[:, j]`` the
@@ -22,11 +21,6 @@ class DenseNextFrameLoss(nn.Module):
     a frame is never its own target. P-CE averages over the P patches; the loss then averages
     over the K−1 pairs and the batch.
     """
-
-    def __init__(self, out_dim: int, student_temp: float = 0.1, centre_momentum: float = 0.9):
-        super().__init__()
-        self.student_temp = student_temp
-        self.centre = Centre(out_dim, centre_momentum)
 
     def forward(
         self, student_pred: torch.Tensor, teacher_out: torch.Tensor, teacher_temp: float

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from vidistill.objective.centring import Centre
 from vidistill.objective.cross_entropy import (
+    DistillationLoss,
     DistillationStats,
     distillation_stats,
     soft_cross_entropy,
@@ -14,17 +13,12 @@ from vidistill.objective.cross_entropy import (
 )
 
 
-class GlobalLoss(nn.Module):
+class GlobalLoss(DistillationLoss):
     """L_global = 1/((K−1)L) Σ_{j=t+Δ}^{t+(K−1)Δ} Σ_ℓ CE( σ_τT(z̃^T_j − c_cls), σ_τS(z̃^S_{j,ℓ}) )
 
     The teacher's [CLS] output of frame j's global view is the target for the student's [CLS]
     output of each of frame j's L local views.
     """
-
-    def __init__(self, out_dim: int, student_temp: float = 0.1, centre_momentum: float = 0.9):
-        super().__init__()
-        self.student_temp = student_temp
-        self.centre = Centre(out_dim, centre_momentum)
 
     def forward(
         self, student_local: torch.Tensor, teacher_cls: torch.Tensor, teacher_temp: float
@@ -42,17 +36,12 @@ class GlobalLoss(nn.Module):
         return loss, stats
 
 
-class MultiCropDINOLoss(nn.Module):
+class MultiCropDINOLoss(DistillationLoss):
     """DINO (Caron et al. 2021, eq. 3): Σ_{x∈{g1,g2}} Σ_{x'≠x} H(P_T(x), P_S(x')) over all views.
 
     ``student_out`` (B, V, C) holds the student's views, the first ``G`` being the same global
     views the teacher saw (``teacher_out`` (B, G, C)); a view is never compared with itself.
     """
-
-    def __init__(self, out_dim: int, student_temp: float = 0.1, centre_momentum: float = 0.9):
-        super().__init__()
-        self.student_temp = student_temp
-        self.centre = Centre(out_dim, centre_momentum)
 
     def forward(
         self, student_out: torch.Tensor, teacher_out: torch.Tensor, teacher_temp: float
