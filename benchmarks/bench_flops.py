@@ -184,7 +184,8 @@ def _run(quick, models, matmul_sizes, dtypes, device, rounds) -> list[dict]:
             fns[("forward", d, spec)] = _forward_fn(m, spec, DTYPES[d], dev)
     best = _best_side_by_side(fns, dev, rounds)
 
-    common = {"bench": "flops", "device": dev.type, "threads": torch.get_num_threads()}
+    common = {"bench": "flops", "device": dev.type, "threads": torch.get_num_threads(),
+              "fp32_matmul_precision": torch.get_float32_matmul_precision()}  # "high" = TF32 on CUDA
     rows: list[dict] = []
     peak: dict[str, float] = {}
     for d in dtypes:
