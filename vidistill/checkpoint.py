@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vidistill.config import Config, config_from_dict
+from vidistill.config import Config
 from vidistill.contract import EncoderContract
 from vidistill.errors import CheckpointError
 
@@ -94,10 +94,6 @@ def load_checkpoint(path: str | Path) -> dict:
         if key not in state:
             raise CheckpointError(f"{path}: checkpoint has no '{key}' entry")
     return state
-
-
-def checkpoint_config(state: dict) -> Config:
-    return config_from_dict(state["config"])
 
 
 def load_teacher_backbone(path: str | Path | None) -> tuple[nn.Module, EncoderContract, Path]:

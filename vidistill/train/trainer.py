@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from vidistill.checkpoint import CHECKPOINT_NAME, atomic_save, build_state, load_checkpoint
 from vidistill.config import Config, config_from_dict
+from vidistill.data import build_dataloader
 from vidistill.errors import CheckpointError, TrainingError, VidistillError
 from vidistill.model import Student, Teacher, update_teacher
 from vidistill.objective import build_objective, teacher_temperature
@@ -90,11 +91,6 @@ class Schedules:
         )
 
 
-@dataclass
-class Progress:
-    step: int = 0  # optimiser steps done; epoch and position in it follow from it
-
-
 class Trainer:
     def __init__(self, cfg: Config, ctx: DistributedContext):
         self.cfg, self.ctx = cfg, ctx
@@ -102,8 +98,6 @@ class Trainer:
         self.run_dir = Path(cfg.train.output) if cfg.train.output else default_output(cfg)
         cfg.train.output = str(self.run_dir)
         self.ckpt_path = self.run_dir / CHECKPOINT_NAME
-
-        from vidistill.data import build_dataloader  # data knows nothing of models: import here
 
         # Same seed on every rank for the initial weights (DDP also broadcasts rank 0's).
         torch.manual_seed(cfg.train.seed)
@@ -113,7 +107,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.student)
         self.amp_dtype = autocast_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.progress = Progress()
+        self.step = 0  # optimiser steps done; the epoch and the position in it follow from it
         if not self._resume_if_possible():
             torch.manual_seed(cfg.train.seed + 1000 * ctx.rank)  # drop-path differs per rank
 
@@ -161,7 +155,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.progress = Progress(step=int(state["progress"]["step"]))
+        self.step = int(state["progress"]["step"])
         # Restoring the RNG (drop-path) makes a resumed run match an uninterrupted one; the
         # data augmentation is keyed by (seed, epoch, clip) and needs no state.
         rng = state.get("rng", {})
@@ -170,7 +164,7 @@ class Trainer:
         if self.device.type == "cuda" and self.ctx.rank < len(rng.get("cuda", [])):
             torch.cuda.set_rng_state(rng["cuda"][self.ctx.rank])
         if self.ctx.is_main:
-            log.info("resuming %s from step %d", self.ckpt_path, self.progress.step)
+            log.info("resuming %s from step %d", self.ckpt_path, self.step)
         return True
 
     def _gather_from_ranks(self, value: torch.Tensor) -> list[torch.Tensor]:
@@ -192,7 +186,7 @@ class Trainer:
         if not self.ctx.is_main:
             return
         if max(fingerprints) - min(fingerprints) > 1e-6 * max(1.0, abs(fingerprints[0])):
-            log.warning("DDP replicas differ at step %d: weight fingerprints %s", self.progress.step, fingerprints)
+            log.warning("DDP replicas differ at step %d: weight fingerprints %s", self.step, fingerprints)
         state = build_state(
             self.cfg,
             self.student,
@@ -201,9 +195,9 @@ class Trainer:
             optimizer=self.optimizer.state_dict(),
             scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
             progress={
-                "step": self.progress.step,
-                "epoch": self.progress.step // self.steps_per_epoch,
-                "batches_in_epoch": self.progress.step % self.steps_per_epoch,
+                "step": self.step,
+                "epoch": self.step // self.steps_per_epoch,
+                "batches_in_epoch": self.step % self.steps_per_epoch,
                 "finished": finished,
             },
             replica_fingerprints=fingerprints,
@@ -252,9 +246,9 @@ class Trainer:
 
     def fit(self) -> Path:
         cfg, sch = self.cfg, self.schedules
-        if self.progress.step >= sch.total_steps:
+        if self.step >= sch.total_steps:
             if self.ctx.is_main:
-                log.info("%s already finished (%d steps); nothing to do", self.run_dir, self.progress.step)
+                log.info("%s already finished (%d steps); nothing to do", self.run_dir, self.step)
             return self.run_dir
         logger = None
         if self.ctx.is_main:
@@ -270,10 +264,10 @@ class Trainer:
         if self.ctx.is_main and cfg.train.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=sch.total_steps, initial=self.progress.step, desc="train", unit="step", dynamic_ncols=True)
+            bar = tqdm(total=sch.total_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         self.student.train()
         clips_per_step = cfg.optim.batch_size * self.ctx.world_size
-        step = self.progress.step
+        step = self.step
         try:
             while step < sch.total_steps:
                 epoch, done_in_epoch = divmod(step, self.steps_per_epoch)
@@ -284,7 +278,7 @@ class Trainer:
                     t_step = time.perf_counter()
                     record = self.train_step(batch, step)
                     step += 1
-                    self.progress.step = step
+                    self.step = step
                     t_end = time.perf_counter()
                     record.update(
                         step=step, epoch=epoch, clips_per_s=clips_per_step / max(t_end - t_data, 1e-9),
@@ -319,12 +313,14 @@ class Trainer:
 def train(cfg: Config) -> Path:
     """Train (or resume) the run ``cfg.train.output``; returns the run folder."""
     ctx = setup_distributed(cfg.train.device)
-    if ctx.device.type == "cpu":
-        # A sharp teacher (τ_T = 0.02) puts probabilities like exp(-100) into the softmax and
-        # its backward: float32 denormals, which x86 CPUs compute ~10x slower (measured: 13 s
-        # vs 2 s per cpu-tiny step). Flushing them to zero changes no result that matters.
-        torch.set_flush_denormal(True)
+    # A sharp teacher (τ_T = 0.02) puts probabilities like exp(-100) into the softmax and its
+    # backward: float32 denormals, which x86 CPUs compute ~10x slower (measured: 13 s vs 2 s per
+    # cpu-tiny step). Flushing them to zero changes no result that matters. The flag is
+    # process-wide, so it is put back (to torch's default, off) when training returns.
+    flush = ctx.device.type == "cpu" and torch.set_flush_denormal(True)
     try:
         return Trainer(cfg, ctx).fit()
     finally:
+        if flush:
+            torch.set_flush_denormal(False)
         cleanup_distributed()
