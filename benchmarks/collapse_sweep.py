@@ -1,12 +1,14 @@
 """Short runs of the cpu-tiny preset under several settings, to see which ones collapse.
 
-    python benchmarks/collapse_sweep.py STEPS NAME:"--flags ..." [NAME:"--flags ..."] ...
+    python benchmarks/collapse_sweep.py STEPS NAME:"--flags ..." [NAME:"--flags ..."] ... [--video DIR]
 
 Prints, per variant, the mean of each loss/entropy/KL term over the first 10 steps, around a
 quarter of the run and over the last 10 steps (METHOD.md "Small-scale pitfalls").
 """
 
+import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -51,15 +53,20 @@ def summarise(records: list[dict]) -> dict:
 
 
 def main() -> None:
-    steps, variants = sys.argv[1], dict(v.split(":", 1) for v in sys.argv[2:])
-    videos = synthetic_episodes(Path("/tmp/sweepvids"))
-    device = "cuda" if "--cpu" not in sys.argv else "cpu"
-    for name, extra in variants.items():
-        out = Path("/tmp/sweep") / name
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("steps", help="optimiser steps per variant")
+    ap.add_argument("variants", nargs="+", metavar='NAME:"--flags ..."', help="train flags per variant")
+    ap.add_argument("--video", type=Path, default=None, help="training video (default: synthetic episodes)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--output", type=Path, default=Path("/tmp/sweep"))
+    args = ap.parse_args()
+    videos = args.video or synthetic_episodes(Path("/tmp/sweepvids"))
+    for name, extra in (v.split(":", 1) for v in args.variants):
+        out = args.output / name
         t = time.time()
         r = subprocess.run([sys.executable, "-m", "vidistill", "train", "--video", str(videos), "--preset", "cpu-tiny",
-                            "--output", str(out), "--max-steps", steps, "--device", device, "--amp", "off",
-                            "--set", "train.progress=false", *extra.split()], capture_output=True, text=True)
+                            "--output", str(out), "--max-steps", args.steps, "--device", args.device,
+                            "--set", "train.progress=false", *shlex.split(extra)], capture_output=True, text=True)
         if r.returncode:
             print(name, "FAILED", r.stderr[-1500:])
             continue

@@ -157,3 +157,18 @@ def test_bad_inputs_give_clear_errors(videos, tmp_path):
     r = run_cli("train", "--video", str(videos[0]), "--output", str(out), "--max-steps", "2", *TINY,
                 "--arch", "vit_small_patch16_224")
     assert r.returncode != 0 and "different 'model'" in r.stderr
+
+
+def test_schedules_follow_dino_and_take_fractional_epochs_for_short_runs():
+    from vidistill.train.trainer import Schedules
+
+    cfg = build_config("cpu-tiny", overrides={
+        "optim.base_lr": 1e-3, "optim.warmup_epochs": 0.5, "optim.freeze_last_layer_epochs": 0.25,
+        "optim.momentum_teacher": 0.99, "train.max_steps": 40,
+    })
+    sch = Schedules.build(cfg, steps_per_epoch=20, world_size=1)
+    assert sch.total_steps == 40 and len(sch.lr) == 40
+    assert sch.freeze_last_layer_steps == 5  # 0.25 epoch of 20 steps
+    assert sch.lr[0] == 0.0 and max(sch.lr) == pytest.approx(1e-3) and sch.lr.index(max(sch.lr)) == 10
+    assert sch.lr[-1] < 1e-4  # cosine decay over the steps the run will actually take
+    assert sch.momentum[0] == pytest.approx(0.99) and sch.momentum[-1] > 0.999

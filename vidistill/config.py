@@ -66,15 +66,16 @@ class OptimConfig:
     batch_size: int = 64  # per process; the paper: 4 GPUs x 64 = 256
     base_lr: float = 5e-4  # scaled by total_batch / 256
     min_lr: float = 1e-6
-    warmup_epochs: int = 10
+    # Epoch counts below may be fractional: short runs (train.max_steps) warm up for part of an epoch.
+    warmup_epochs: float = 10
     weight_decay: float = 0.04
     weight_decay_end: float = 0.4
     clip_grad: float = 3.0
-    freeze_last_layer_epochs: int = 1
+    freeze_last_layer_epochs: float = 1
     momentum_teacher: float = 0.996
     teacher_temp: float = 0.07
     warmup_teacher_temp: float = 0.04
-    warmup_teacher_temp_epochs: int = 30
+    warmup_teacher_temp_epochs: float = 30
     student_temp: float = 0.1
     center_momentum: float = 0.9
     # Scale lr by total_batch/256 (DINO's rule). Far too small for a few hundred CPU steps,

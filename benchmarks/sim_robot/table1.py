@@ -47,10 +47,14 @@ SLUGS = {
     "dense-loss only": "dense",
 }
 
-FULL = dict(steps=700, batch=32, seeds=[0, 1, 2], episodes=8, frames=300, size=256, probe_episodes=6,
-            probe_frames=10, probe_iters=1000)
+# The settings every variant trains with (collapse remedies found on training logs only).
+DEFAULT_CONFIG = Path(__file__).with_name("table1.yaml")
+
+# FULL is sized to finish in about 1.5 h on 2 CPU cores (6 trained rows x 3 seeds + probes).
+FULL = dict(steps=300, batch=16, seeds=[0, 1, 2], episodes=8, frames=300, size=256, probe_episodes=6,
+            probe_frames=10, probe_iters=1000, probe_size=192, label_size=96)
 QUICK = dict(steps=40, batch=8, seeds=[0], episodes=2, frames=120, size=256, probe_episodes=2,
-             probe_frames=6, probe_iters=200)
+             probe_frames=6, probe_iters=200, probe_size=0, label_size=0)
 
 
 # ---- collapse -------------------------------------------------------------------------------
@@ -157,8 +161,8 @@ def format_table(table: dict) -> str:
 # ---- one run --------------------------------------------------------------------------------
 
 
-def train_config(preset: str, videos: list[str], run_dir: Path, steps: int, batch: int, seed: int,
-                 variant_overrides: dict, extra: dict):
+def train_config(preset: str, config_file: Path | None, videos: list[str], run_dir: Path, steps: int, batch: int,
+                 seed: int, variant_overrides: dict, extra: dict):
     from vidistill.config import build_config
 
     overrides = {
@@ -171,16 +175,16 @@ def train_config(preset: str, videos: list[str], run_dir: Path, steps: int, batc
         **variant_overrides,
         **extra,
     }
-    return build_config(preset, overrides=overrides)
+    return build_config(preset, config_file, overrides=overrides)
 
 
-def probe_run(encoder_path: Path, probe_dir: Path, iters: int, probe_size: int | None, seed: int,
-              device: str) -> dict:
+def probe_run(encoder_path: Path, probe_dir: Path, iters: int, probe_size: int | None, label_size: int | None,
+              seed: int, device: str) -> dict:
     from vidistill.eval.features import load_encoder
     from vidistill.eval.tasks import ProbeSettings, depth_probe, segmentation_probe
 
-    encoder = load_encoder(encoder_path, image_size=probe_size, device=device)
-    settings = ProbeSettings(iters=iters, seed=seed)
+    encoder = load_encoder(encoder_path, image_size=probe_size or None, device=device)
+    settings = ProbeSettings(iters=iters, seed=seed, label_size=label_size or None)
     seg = segmentation_probe(encoder, probe_dir, settings)
     depth = depth_probe(encoder, probe_dir, settings)
     return {
@@ -205,7 +209,7 @@ def run_variant(variant: str, seed: int, args, videos: list[str], probe_dir: Pat
         return json.loads(result_path.read_text())
     run_dir = args.output / "runs" / slug
     overrides = VARIANTS[variant]
-    cfg = train_config(args.preset, videos, run_dir, args.steps, args.batch, seed, overrides or {}, extra)
+    cfg = train_config(args.preset, args.config, videos, run_dir, args.steps, args.batch, seed, overrides or {}, extra)
     t0 = time.perf_counter()
     if overrides is None:
         ckpt = run_dir / "checkpoint.pt"
@@ -219,7 +223,7 @@ def run_variant(variant: str, seed: int, args, videos: list[str], probe_dir: Pat
         run_dir = Path(train(cfg))
         collapse = collapse_summary(run_dir, cfg.model.out_dim)
     t1 = time.perf_counter()
-    metrics = probe_run(run_dir, probe_dir, args.probe_iters, args.probe_size, seed, args.device)
+    metrics = probe_run(run_dir, probe_dir, args.probe_iters, args.probe_size, args.label_size, seed, args.device)
     t2 = time.perf_counter()
     result = {
         "variant": variant, "seed": seed, "run_dir": str(run_dir), **metrics, "collapse": collapse,
@@ -275,13 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default 700)")
     ap.add_argument("--batch", type=int, default=None, help="clips per step (default 32)")
     ap.add_argument("--preset", default="cpu-tiny", help="config preset for every run (default cpu-tiny)")
+    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                    help="config file for every run, over the preset (default: table1.yaml beside this script)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for every run, e.g. --set model.arch=vit_small_patch16_224")
     ap.add_argument("--variants", nargs="+", default=None, choices=list(SLUGS.values()),
                     help="only these rows (default: all)")
     ap.add_argument("--probe-iters", type=int, default=None, help="probe head iterations (default 1000)")
     ap.add_argument("--probe-size", type=int, default=None,
-                    help="probe input size (default: the training resolution)")
+                    help="probe input size (default 192: a 12x12 grid for ViT/16; 0 = the training resolution)")
+    ap.add_argument("--label-size", type=int, default=None,
+                    help="probe training target size (default 96; validation is scored at full resolution)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--force-probe", action="store_true", help="re-probe runs that have results")
     g = ap.add_argument_group("rendering when --data is not given")

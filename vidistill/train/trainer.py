@@ -81,12 +81,16 @@ class Schedules:
         o = cfg.optim
         total = cfg.train.max_steps or o.epochs * steps_per_epoch
         lr = o.base_lr * (o.batch_size * world_size / 256.0 if o.scale_lr else 1.0)
+
+        def steps(epochs: float) -> int:
+            return round(epochs * steps_per_epoch)
+
         return cls(
-            lr=cosine_schedule(lr, o.min_lr, total, o.warmup_epochs * steps_per_epoch),
+            lr=cosine_schedule(lr, o.min_lr, total, steps(o.warmup_epochs)),
             weight_decay=cosine_schedule(o.weight_decay, o.weight_decay_end, total),
             momentum=cosine_schedule(o.momentum_teacher, 1.0, total),
-            teacher_temp_warmup_steps=min(o.warmup_teacher_temp_epochs * steps_per_epoch, total),
-            freeze_last_layer_steps=o.freeze_last_layer_epochs * steps_per_epoch,
+            teacher_temp_warmup_steps=min(steps(o.warmup_teacher_temp_epochs), total),
+            freeze_last_layer_steps=steps(o.freeze_last_layer_epochs),
             total_steps=total,
         )
 
