@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip("pybullet")
 
@@ -132,3 +133,28 @@ def test_table1_aggregation_and_collapse_summary(tmp_path):
     assert ours["collapsed_runs"] == 1
     text = t1.format_table(table)
     assert "32.0 ± 2.0" in text and "1/3" in text and "random init" in text
+
+
+def test_table1_end_to_end_on_a_tiny_render_trains_probes_and_resumes(tmp_path, capsys):
+    t1 = _load("table1")
+    data = tmp_path / "data"
+    _load("render").render_benchmark(data, episodes=2, frames=12, size=96, seed=2, probe_episodes=1,
+                                     probe_frames=4, shadow=False)
+    argv = ["--output", str(tmp_path / "t1"), "--data", str(data), "--seeds", "0", "--steps", "2", "--batch", "2",
+            "--variants", "random", "ours", "--probe-iters", "5", "--probe-size", "64", "--label-size", "32",
+            "--set", "data.frame_stride=2", "--set", "data.num_workers=0", "--set", "model.out_dim=256"]
+    assert t1.main(argv) == 0
+    report = json.loads((tmp_path / "t1" / "table1.json").read_text())
+    assert list(report["table"]) == ["random init", "Ours (dense+global)"]
+    ours = next(r for r in report["runs"] if r["variant"] == "Ours (dense+global)")
+    assert ours["collapse"]["logged"] and ours["collapse"]["steps"] == 2
+    assert ours["probe_image_size"] == 64 and ours["grid"] == [4, 4]
+    assert 0.0 <= ours["miou"] <= 100.0 and ours["depth_rmse"] > 0
+    # the settings file applies to every trained run
+    cfg = yaml.safe_load((Path(ours["run_dir"]) / "config.yaml").read_text())
+    assert cfg["optim"]["momentum_teacher"] == pytest.approx(0.9995)
+    assert "Ours (dense+global)" in capsys.readouterr().out
+    # a rerun reuses the finished runs' results instead of training again
+    before = (tmp_path / "t1" / "results" / "ours_s0.json").stat().st_mtime_ns
+    assert t1.main(argv) == 0
+    assert (tmp_path / "t1" / "results" / "ours_s0.json").stat().st_mtime_ns == before
