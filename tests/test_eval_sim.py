@@ -143,18 +143,24 @@ def test_table1_end_to_end_on_a_tiny_render_trains_probes_and_resumes(tmp_path, 
     argv = ["--output", str(tmp_path / "t1"), "--data", str(data), "--seeds", "0", "--steps", "2", "--batch", "2",
             "--variants", "random", "ours", "--probe-iters", "5", "--probe-size", "64", "--label-size", "32",
             "--set", "data.frame_stride=2", "--set", "data.num_workers=0", "--set", "model.out_dim=256"]
-    assert t1.main(argv) == 0
+    assert t1.main([*argv, "--probe-student"]) == 0
     report = json.loads((tmp_path / "t1" / "table1.json").read_text())
     assert list(report["table"]) == ["random init", "Ours (dense+global)"]
     ours = next(r for r in report["runs"] if r["variant"] == "Ours (dense+global)")
     assert ours["collapse"]["logged"] and ours["collapse"]["steps"] == 2
     assert ours["probe_image_size"] == 64 and ours["grid"] == [4, 4]
     assert 0.0 <= ours["miou"] <= 100.0 and ours["depth_rmse"] > 0
+    # diagnostics: both backbones moved from the seed's init, the student (lr) more than the EMA teacher
+    drift = ours["weight_drift"]
+    assert 0.0 < drift["teacher"] < drift["student"]
+    assert 0.0 <= ours["student"]["miou"] <= 100.0 and "student_table" in report
     # the settings file applies to every trained run
     cfg = yaml.safe_load((Path(ours["run_dir"]) / "config.yaml").read_text())
     assert cfg["optim"]["momentum_teacher"] == pytest.approx(0.9995)
-    assert "Ours (dense+global)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Ours (dense+global)" in out and "STUDENT" in out
     # a rerun reuses the finished runs' results instead of training again
-    before = (tmp_path / "t1" / "results" / "ours_s0.json").stat().st_mtime_ns
+    files = [tmp_path / "t1" / "results" / "ours_s0.json", Path(ours["run_dir"]) / "checkpoint.pt"]
+    before = [f.stat().st_mtime_ns for f in files]
     assert t1.main(argv) == 0
-    assert (tmp_path / "t1" / "results" / "ours_s0.json").stat().st_mtime_ns == before
+    assert [f.stat().st_mtime_ns for f in files] == before

@@ -96,24 +96,30 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
-def load_teacher_backbone(path: str | Path | None) -> tuple[nn.Module, EncoderContract, Path]:
+def load_teacher_backbone(
+    path: str | Path | None, branch: str = "teacher"
+) -> tuple[nn.Module, EncoderContract, Path]:
     """The teacher's backbone (what gets exported and evaluated), in eval mode, on CPU.
 
     ``path``: checkpoint file, run folder, or None for the latest run. Returns the timm model,
-    its input contract and the checkpoint path actually used.
+    its input contract and the checkpoint path actually used. ``branch="student"`` loads the
+    student's backbone instead: a diagnostic, e.g. when a slow EMA teacher hides what the
+    student has learned.
     """
     from vidistill.model.backbone import build_backbone
 
+    if branch not in ("teacher", "student"):
+        raise ValueError(f"branch must be 'teacher' or 'student', not {branch!r}")
     ckpt = find_checkpoint(path)
     state = load_checkpoint(ckpt)
     contract = EncoderContract.from_dict(state["contract"])
     backbone = build_backbone(contract.model_name, contract.image_size, drop_path=0.0)
     prefix = "backbone."
-    weights = {k[len(prefix) :]: v for k, v in state["teacher"].items() if k.startswith(prefix)}
+    weights = {k[len(prefix) :]: v for k, v in state[branch].items() if k.startswith(prefix)}
     try:
         backbone.load_state_dict(weights, strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"{ckpt}: teacher weights do not match {contract.model_name}: {e}") from None
+        raise CheckpointError(f"{ckpt}: {branch} weights do not match {contract.model_name}: {e}") from None
     return backbone.eval(), contract, ckpt
 
 

@@ -113,43 +113,57 @@ METRICS = (  # key in a result, column title, format, higher is better
 )
 
 
-def aggregate(results: list[dict]) -> dict:
-    """Per variant: mean and sample std over seeds of each metric, and collapse counts."""
+def _stats(vals: list[float]) -> dict:
+    vals = [v for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
+    return {
+        "mean": statistics.fmean(vals) if vals else None,
+        "std": statistics.stdev(vals) if len(vals) > 1 else None,
+        "values": vals,
+    }
+
+
+def aggregate(results: list[dict], branch: str = "teacher") -> dict:
+    """Per variant: mean and sample std over seeds of each metric, collapse counts and how far
+    the backbones moved from their init. ``branch="student"`` aggregates the student probes
+    (``--probe-student``) instead of the teacher's."""
     table: dict[str, dict] = {}
     for variant in VARIANTS:
         runs = [r for r in results if r["variant"] == variant]
+        if branch == "student":  # at init the student is the teacher: random init stays as it is
+            runs = [{**r, **r["student"]} if "student" in r else r
+                    for r in runs if "student" in r or VARIANTS[variant] is None]
         if not runs:
             continue
         row: dict = {"seeds": [r["seed"] for r in runs]}
         for key, *_ in METRICS:
-            vals = [r[key] for r in runs if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
-            row[key] = {
-                "mean": statistics.fmean(vals) if vals else None,
-                "std": statistics.stdev(vals) if len(vals) > 1 else None,
-                "values": vals,
-            }
+            row[key] = _stats([r.get(key) for r in runs])
+        for b in ("teacher", "student"):
+            row[f"{b}_drift"] = _stats([r.get("weight_drift", {}).get(b) for r in runs])
         row["collapsed_runs"] = sum(bool(r.get("collapse", {}).get("collapsed")) for r in runs)
         row["ever_collapsed_runs"] = sum(bool(r.get("collapse", {}).get("ever_collapsed")) for r in runs)
         table[variant] = row
     return table
 
 
-def format_table(table: dict) -> str:
-    """The table in the shape of the paper's Table 1: mean ± std over seeds."""
-    head = ["Method", *(title for _, title, _, _ in METRICS), "collapsed"]
+def format_table(table: dict, branch: str = "teacher") -> str:
+    """The table in the shape of the paper's Table 1: mean ± std over seeds, then the collapsed
+    runs and how far the probed backbone moved from its init (% of its weight norm)."""
+    head = ["Method", *(title for _, title, _, _ in METRICS), "collapsed", f"{branch} moved"]
+
+    def cell(m: dict, fmt: str) -> str:
+        if m["mean"] is None:
+            return "–"
+        if m["std"] is None:
+            return fmt.format(m["mean"])
+        return f"{fmt.format(m['mean'])} ± {fmt.format(m['std'])}"
+
     lines = []
     for variant, row in table.items():
-        cells = [variant]
-        for key, _, fmt, _ in METRICS:
-            m = row[key]
-            if m["mean"] is None:
-                cells.append("–")
-            elif m["std"] is None:
-                cells.append(fmt.format(m["mean"]))
-            else:
-                cells.append(f"{fmt.format(m['mean'])} ± {fmt.format(m['std'])}")
+        cells = [variant, *(cell(row[key], fmt) for key, _, fmt, _ in METRICS)]
         n = len(row["seeds"])
         cells.append("–" if variant == "random init" else f"{row['collapsed_runs']}/{n}")
+        drift = row[f"{branch}_drift"]
+        cells.append("–" if drift["mean"] is None else f"{100 * drift['mean']:.1f}%")
         lines.append(cells)
     widths = [max(len(str(c)) for c in col) for col in zip(head, *lines, strict=True)]
     fmt_row = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
@@ -179,11 +193,11 @@ def train_config(preset: str, config_file: Path | None, videos: list[str], run_d
 
 
 def probe_run(encoder_path: Path, probe_dir: Path, iters: int, probe_size: int | None, label_size: int | None,
-              seed: int, device: str) -> dict:
+              seed: int, device: str, branch: str = "teacher") -> dict:
     from vidistill.eval.features import load_encoder
     from vidistill.eval.tasks import ProbeSettings, depth_probe, segmentation_probe
 
-    encoder = load_encoder(encoder_path, image_size=probe_size or None, device=device)
+    encoder = load_encoder(encoder_path, image_size=probe_size or None, device=device, branch=branch)
     settings = ProbeSettings(iters=iters, seed=seed, label_size=label_size or None)
     seg = segmentation_probe(encoder, probe_dir, settings)
     depth = depth_probe(encoder, probe_dir, settings)
@@ -199,40 +213,80 @@ def probe_run(encoder_path: Path, probe_dir: Path, iters: int, probe_size: int |
     }
 
 
-def run_variant(variant: str, seed: int, args, videos: list[str], probe_dir: Path, extra: dict) -> dict:
+def weight_drift(run_dir: Path, init_ckpt: Path) -> dict:
+    """How far each backbone moved from its initialisation: ||w - w0|| / ||w0|| over all backbone
+    weights. A slow EMA teacher (momentum near 1) stays close to its random init, which mutes
+    every row's difference from "random init"; this says by how much."""
+    from vidistill.checkpoint import load_checkpoint
+
+    init = load_checkpoint(init_ckpt)["teacher"]
+    state = load_checkpoint(Path(run_dir) / "checkpoint.pt")
+    out = {}
+    for branch in ("teacher", "student"):
+        num = den = 0.0
+        for key, w0 in init.items():
+            if key.startswith("backbone.") and w0.is_floating_point():
+                num += float((state[branch][key].float() - w0.float()).pow(2).sum())
+                den += float(w0.float().pow(2).sum())
+        out[branch] = math.sqrt(num / den) if den else None
+    return out
+
+
+def init_checkpoint(args, videos: list[str], seed: int, extra: dict) -> Path:
+    """The seed's random-init checkpoint (the "random init" row; every trained row starts from it)."""
     from vidistill.checkpoint import write_random_init_checkpoint
 
+    ckpt = args.output / "runs" / f"{SLUGS['random init']}_s{seed}" / "checkpoint.pt"
+    if not ckpt.is_file():
+        cfg = train_config(args.preset, args.config, videos, ckpt.parent, args.steps, args.batch, seed, {}, extra)
+        write_random_init_checkpoint(cfg, ckpt, seed=seed)
+    return ckpt
+
+
+def run_variant(variant: str, seed: int, args, videos: list[str], probe_dir: Path, extra: dict) -> dict:
     slug = f"{SLUGS[variant]}_s{seed}"
     result_path = args.output / "results" / f"{slug}.json"
+    overrides = VARIANTS[variant]
+    init_ckpt = init_checkpoint(args, videos, seed, extra)
     if result_path.is_file() and not args.force_probe:
         log.info("%s: done before (%s)", slug, result_path)
-        return json.loads(result_path.read_text())
-    run_dir = args.output / "runs" / slug
-    overrides = VARIANTS[variant]
-    cfg = train_config(args.preset, args.config, videos, run_dir, args.steps, args.batch, seed, overrides or {}, extra)
-    t0 = time.perf_counter()
-    if overrides is None:
-        ckpt = run_dir / "checkpoint.pt"
-        if not ckpt.is_file():
-            write_random_init_checkpoint(cfg, ckpt, seed=seed)
-        collapse: dict = {"logged": False}
+        result = json.loads(result_path.read_text())
+        before = dict(result)
     else:
-        from vidistill.train import train
+        before = {}
+        run_dir = args.output / "runs" / slug
+        cfg = train_config(args.preset, args.config, videos, run_dir, args.steps, args.batch, seed, overrides or {},
+                           extra)
+        t0 = time.perf_counter()
+        if overrides is None:
+            run_dir = init_ckpt.parent
+            collapse: dict = {"logged": False}
+        else:
+            from vidistill.train import train
 
-        log.info("training %s (seed %d): %d steps, batch %d", variant, seed, args.steps, args.batch)
-        run_dir = Path(train(cfg))
-        collapse = collapse_summary(run_dir, cfg.model.out_dim)
-    t1 = time.perf_counter()
-    metrics = probe_run(run_dir, probe_dir, args.probe_iters, args.probe_size, args.label_size, seed, args.device)
-    t2 = time.perf_counter()
-    result = {
-        "variant": variant, "seed": seed, "run_dir": str(run_dir), **metrics, "collapse": collapse,
-        "config_overrides": overrides, "seconds": {"train": t1 - t0, "probe": t2 - t1},
-    }
-    result_path.parent.mkdir(parents=True, exist_ok=True)
-    result_path.write_text(json.dumps(result, indent=2) + "\n")
-    log.info("%s: mIoU %.2f, depth RMSE %.3f m, collapsed %s", slug, result["miou"], result["depth_rmse"],
-             collapse.get("collapsed"))
+            log.info("training %s (seed %d): %d steps, batch %d", variant, seed, args.steps, args.batch)
+            run_dir = Path(train(cfg))
+            collapse = collapse_summary(run_dir, cfg.model.out_dim)
+        t1 = time.perf_counter()
+        metrics = probe_run(run_dir, probe_dir, args.probe_iters, args.probe_size, args.label_size, seed,
+                            args.device)
+        t2 = time.perf_counter()
+        result = {
+            "variant": variant, "seed": seed, "run_dir": str(run_dir), **metrics, "collapse": collapse,
+            "config_overrides": overrides, "seconds": {"train": t1 - t0, "probe": t2 - t1},
+        }
+        log.info("%s: mIoU %.2f, depth RMSE %.3f m, collapsed %s", slug, result["miou"], result["depth_rmse"],
+                 collapse.get("collapsed"))
+    # Diagnostics, added to earlier results on a rerun too.
+    if overrides is not None and "weight_drift" not in result:
+        result["weight_drift"] = weight_drift(Path(result["run_dir"]), init_ckpt)
+    if args.probe_student and overrides is not None and "student" not in result:
+        log.info("%s: probing the student backbone (diagnostic)", slug)
+        result["student"] = probe_run(Path(result["run_dir"]), probe_dir, args.probe_iters, args.probe_size,
+                                      args.label_size, seed, args.device, branch="student")
+    if result != before:
+        result_path.parent.mkdir(parents=True, exist_ok=True)
+        result_path.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -292,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="probe training target size (default 96; validation is scored at full resolution)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--force-probe", action="store_true", help="re-probe runs that have results")
+    ap.add_argument("--probe-student", action="store_true",
+                    help="also probe each run's student backbone (a diagnostic table; the teacher is what ships)")
     g = ap.add_argument_group("rendering when --data is not given")
     g.add_argument("--episodes", type=int, default=None)
     g.add_argument("--frames", type=int, default=None)
@@ -319,15 +375,22 @@ def main(argv: list[str] | None = None) -> int:
         for variant in variants:
             results.append(run_variant(variant, seed, args, videos, probe_dir, extra))
     table = aggregate(results)
+    student_table = aggregate(results, branch="student") if any("student" in r for r in results) else {}
     text = format_table(table)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     report = {"settings": settings, "overrides": extra, "table": table, "runs": results,
               "note": "mIoU, pixel accuracy and delta1 in percent, RMSE in metres; ± is the sample "
-                      "std over seeds; probes train on held-out set A and score on set B"}
+                      "std over seeds; probes train on held-out set A and score on set B; drift is "
+                      "||w - w_init|| / ||w_init|| over the backbone"}
+    if student_table:
+        report["student_table"] = student_table
     (args.output / "table1.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
     print(text)
     print(f"\n(mean ± std over seeds {args.seeds}; {args.steps} steps x batch {args.batch}, preset "
-          f"{args.preset}; JSON: {args.output / 'table1.json'})")
+          f"{args.preset} + {args.config}; JSON: {args.output / 'table1.json'})")
+    if student_table:
+        print("\nDiagnostic: the same probes on each run's STUDENT backbone (the teacher is what ships)")
+        print(format_table(student_table, branch="student"))
     return 0
 
 

@@ -82,17 +82,22 @@ def _load_export(folder: Path) -> tuple[nn.Module, EncoderContract]:
     return model.eval(), contract
 
 
-def load_backbone(path: str | Path) -> tuple[nn.Module, EncoderContract, Path]:
-    """(backbone in eval mode with dynamic_img_size, contract, the file actually loaded)."""
+def load_backbone(path: str | Path, branch: str = "teacher") -> tuple[nn.Module, EncoderContract, Path]:
+    """(backbone in eval mode with dynamic_img_size, contract, the file actually loaded).
+
+    ``branch``: "teacher" (the encoder that ships) or "student" (checkpoints only; a diagnostic).
+    """
     from vidistill.checkpoint import load_teacher_backbone
 
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint, run folder or export folder")
     if is_export_folder(path):
+        if branch != "teacher":
+            raise VidistillError(f"{path}: an export holds only the teacher; probe the run's checkpoint instead")
         model, contract = _load_export(path)
         return model, contract, path / EXPORT_WEIGHTS
-    return load_teacher_backbone(path)
+    return load_teacher_backbone(path, branch)
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -205,12 +210,15 @@ class Encoder:
         return patches.transpose(1, 2).reshape(n, d, h, w)
 
 
-def load_encoder(path: str | Path, image_size: int | None = None, device: str = "auto") -> Encoder:
+def load_encoder(
+    path: str | Path, image_size: int | None = None, device: str = "auto", branch: str = "teacher"
+) -> Encoder:
     """A frozen encoder from a checkpoint / run folder / export folder, ready to extract features.
 
     ``image_size``: the probe's input size (default: the contract's); a multiple of the patch.
+    ``branch``: "student" probes a checkpoint's student backbone instead of its teacher.
     """
-    model, contract, source = load_backbone(path)
+    model, contract, source = load_backbone(path, branch)
     size = int(image_size or contract.image_size)
     if size <= 0 or size % contract.patch_size:
         raise VidistillError(
