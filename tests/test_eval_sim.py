@@ -133,6 +133,8 @@ def test_table1_aggregation_and_collapse_summary(tmp_path):
     assert ours["collapsed_runs"] == 1
     text = t1.format_table(table)
     assert "32.0 ± 2.0" in text and "1/3" in text and "random init" in text
+    md = t1.format_table(table, markdown=True).splitlines()
+    assert md[0].startswith("| Method |") and md[1].startswith("| --- |") and "| 32.0 ± 2.0 |" in md[3]
 
 
 def test_table1_end_to_end_on_a_tiny_render_trains_probes_and_resumes(tmp_path, capsys):

@@ -145,7 +145,7 @@ def aggregate(results: list[dict], branch: str = "teacher") -> dict:
     return table
 
 
-def format_table(table: dict, branch: str = "teacher") -> str:
+def format_table(table: dict, branch: str = "teacher", markdown: bool = False) -> str:
     """The table in the shape of the paper's Table 1: mean ± std over seeds, then the collapsed
     runs and how far the probed backbone moved from its init (% of its weight norm)."""
     head = ["Method", *(title for _, title, _, _ in METRICS), "collapsed", f"{branch} moved"]
@@ -165,6 +165,8 @@ def format_table(table: dict, branch: str = "teacher") -> str:
         drift = row[f"{branch}_drift"]
         cells.append("–" if drift["mean"] is None else f"{100 * drift['mean']:.1f}%")
         lines.append(cells)
+    if markdown:
+        return "\n".join("| " + " | ".join(row) + " |" for row in [head, ["---"] * len(head), *lines])
     widths = [max(len(str(c)) for c in col) for col in zip(head, *lines, strict=True)]
     fmt_row = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
     out = [fmt_row(head), "  ".join("-" * w for w in widths)]
@@ -345,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--label-size", type=int, default=None,
                     help="probe training target size (default 96; validation is scored at full resolution)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     ap.add_argument("--force-probe", action="store_true", help="re-probe runs that have results")
     ap.add_argument("--probe-student", action="store_true",
                     help="also probe each run's student backbone (a diagnostic table; the teacher is what ships)")
@@ -376,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run_variant(variant, seed, args, videos, probe_dir, extra))
     table = aggregate(results)
     student_table = aggregate(results, branch="student") if any("student" in r for r in results) else {}
-    text = format_table(table)
+    text = format_table(table, markdown=args.markdown)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     report = {"settings": settings, "overrides": extra, "table": table, "runs": results,
               "note": "mIoU, pixel accuracy and delta1 in percent, RMSE in metres; ± is the sample "
@@ -390,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.preset} + {args.config}; JSON: {args.output / 'table1.json'})")
     if student_table:
         print("\nDiagnostic: the same probes on each run's STUDENT backbone (the teacher is what ships)")
-        print(format_table(student_table, branch="student"))
+        print(format_table(student_table, branch="student", markdown=args.markdown))
     return 0
 
 
