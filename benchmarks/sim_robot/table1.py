@@ -256,9 +256,6 @@ def run_variant(variant: str, seed: int, args, videos: list[str], probe_dir: Pat
         before = dict(result)
     else:
         before = {}
-        run_dir = args.output / "runs" / slug
-        cfg = train_config(args.preset, args.config, videos, run_dir, args.steps, args.batch, seed, overrides or {},
-                           extra)
         t0 = time.perf_counter()
         if overrides is None:
             run_dir = init_ckpt.parent
@@ -266,6 +263,8 @@ def run_variant(variant: str, seed: int, args, videos: list[str], probe_dir: Pat
         else:
             from vidistill.train import train
 
+            cfg = train_config(args.preset, args.config, videos, args.output / "runs" / slug, args.steps, args.batch,
+                               seed, overrides, extra)
             log.info("training %s (seed %d): %d steps, batch %d", variant, seed, args.steps, args.batch)
             run_dir = Path(train(cfg))
             collapse = collapse_summary(run_dir, cfg.model.out_dim)
@@ -332,8 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a render.py output (default: OUTPUT/data, rendered if missing)")
     ap.add_argument("--quick", action="store_true", help="a small size: one seed, few steps, a small render")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 0 1 2)")
-    ap.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default 700)")
-    ap.add_argument("--batch", type=int, default=None, help="clips per step (default 32)")
+    ap.add_argument("--steps", type=int, default=None, help=f"optimiser steps per run (default {FULL['steps']})")
+    ap.add_argument("--batch", type=int, default=None, help=f"clips per step (default {FULL['batch']})")
     ap.add_argument("--preset", default="cpu-tiny", help="config preset for every run (default cpu-tiny)")
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                     help="config file for every run, over the preset (default: table1.yaml beside this script)")
