@@ -56,7 +56,8 @@ def rebuild_fixed_size(
             f"--image-size {size} is not a positive multiple of the patch size {contract.patch_size}"
         )
     backbone = timm.create_model(
-        contract.model_name, pretrained=False, num_classes=0, img_size=size, dynamic_img_size=False
+        contract.model_name, pretrained=False, num_classes=0, img_size=size, dynamic_img_size=False,
+        **contract.model_args,
     )
     state = {k: v.detach().clone() for k, v in teacher.state_dict().items()}
     old_grid = tuple(teacher.patch_embed.grid_size)

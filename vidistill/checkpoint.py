@@ -113,7 +113,9 @@ def load_teacher_backbone(
     ckpt = find_checkpoint(path)
     state = load_checkpoint(ckpt)
     contract = EncoderContract.from_dict(state["contract"])
-    backbone = build_backbone(contract.model_name, contract.image_size, drop_path=0.0)
+    backbone = build_backbone(
+        contract.model_name, contract.image_size, drop_path=0.0, model_args=contract.model_args
+    )
     prefix = "backbone."
     weights = {k[len(prefix) :]: v for k, v in state[branch].items() if k.startswith(prefix)}
     try:
@@ -128,7 +130,8 @@ def build_state(cfg: Config, student: nn.Module, teacher: nn.Module, **extra: An
     from vidistill.model.backbone import contract_for
 
     contract = contract_for(
-        teacher.backbone, cfg.model.arch, cfg.data.global_size, cfg.data.mean, cfg.data.std
+        teacher.backbone, cfg.model.arch, cfg.data.global_size, cfg.data.mean, cfg.data.std,
+        cfg.model.model_args,
     )
     return {
         "format": FORMAT,

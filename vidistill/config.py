@@ -49,6 +49,13 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     arch: str = "vit_small_patch16_224"
+    # Extra timm ``create_model`` kwargs that define the architecture beyond its name (e.g. a
+    # hub config's ``model_args``: reg_tokens, embed_dim, ...). Travels into the contract so that
+    # export and the runtime rebuild exactly this model.
+    model_args: dict[str, Any] = field(default_factory=dict)
+    # Where the backbone's starting weights came from ("" = random init): a timm name with a
+    # pretrained tag, a hub-layout folder, a .safetensors file, or a vidistill run/export.
+    init: str = ""
     drop_path: float = 0.1  # student only; the teacher has none
     out_dim: int = 16384  # see README "Choosing out_dim": 65536 on every patch token is costly
     head_hidden_dim: int = 2048

@@ -33,6 +33,9 @@ class EncoderContract:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     num_prefix_tokens: int = 1
+    # timm create_model kwargs beyond the name (register tokens, custom widths): with
+    # ``model_name`` they rebuild exactly this architecture.
+    model_args: dict = field(default_factory=dict, hash=False, compare=True)
     channel_order: str = "RGB"
     layout: str = "NCHW"
     input_name: str = "pixels"

@@ -9,7 +9,9 @@ from torch import nn
 from vidistill.contract import EncoderContract
 
 
-def build_backbone(arch: str, image_size: int, drop_path: float = 0.0) -> nn.Module:
+def build_backbone(
+    arch: str, image_size: int, drop_path: float = 0.0, model_args: dict | None = None
+) -> nn.Module:
     """A timm ViT without classifier whose ``forward_features`` returns (B, prefix+P, D).
 
     ``dynamic_img_size`` lets the 96 px local crops run through the same weights as the 224 px
@@ -24,6 +26,7 @@ def build_backbone(arch: str, image_size: int, drop_path: float = 0.0) -> nn.Mod
             img_size=image_size,
             drop_path_rate=drop_path,
             dynamic_img_size=True,
+            **(model_args or {}),
         )
     except RuntimeError as e:  # timm raises RuntimeError for unknown names
         raise ValueError(f"unknown timm model {arch!r}: {e}") from None
@@ -39,7 +42,9 @@ def split_tokens(backbone: nn.Module, tokens: torch.Tensor) -> tuple[torch.Tenso
     return tokens[:, 0], tokens[:, backbone.num_prefix_tokens :]
 
 
-def contract_for(backbone: nn.Module, arch: str, image_size: int, mean, std) -> EncoderContract:
+def contract_for(
+    backbone: nn.Module, arch: str, image_size: int, mean, std, model_args: dict | None = None
+) -> EncoderContract:
     return EncoderContract(
         model_name=arch,
         image_size=image_size,
@@ -48,4 +53,5 @@ def contract_for(backbone: nn.Module, arch: str, image_size: int, mean, std) -> 
         mean=tuple(float(m) for m in mean),
         std=tuple(float(s) for s in std),
         num_prefix_tokens=int(backbone.num_prefix_tokens),
+        model_args=dict(model_args or {}),
     )

@@ -31,7 +31,7 @@ class Student(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         m = cfg.model
-        self.backbone = build_backbone(m.arch, cfg.data.global_size, drop_path=m.drop_path)
+        self.backbone = build_backbone(m.arch, cfg.data.global_size, drop_path=m.drop_path, model_args=m.model_args)
         dim = self.backbone.embed_dim
         self.head = DINOHead(
             dim, m.out_dim, m.head_hidden_dim, m.head_bottleneck_dim, m.head_layers, m.norm_last_layer
