@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from vidistill.checkpoint import CHECKPOINT_NAME, atomic_save, build_state, load_checkpoint
-from vidistill.config import Config, config_from_dict
+from vidistill.config import Config, Objective, config_from_dict
 from vidistill.data import build_dataloader
 from vidistill.errors import CheckpointError, TrainingError, VidistillError
 from vidistill.model import Student, Teacher, update_teacher
@@ -50,8 +50,8 @@ def default_output(cfg: Config) -> Path:
     command resumes the same run instead of starting a new one."""
     stem = Path(cfg.data.videos[0]).resolve().name if cfg.data.videos else "run"
     name = f"{stem}-{cfg.preset or 'custom'}"
-    if cfg.objective != "dense+global":
-        name += f"-{cfg.objective.replace('+', '-')}"
+    if cfg.objective is not Objective.METHOD:
+        name += f"-{cfg.objective.value.replace('+', '-')}"
     return Path("runs") / name
 
 
