@@ -169,6 +169,7 @@ def extract_cache(
         entry = CacheEntry(
             name=src.name, path=src.original_path if isinstance(src, JpegCacheSource) else src.path,
             frames=len(src), fps=src.fps, width=w, height=h, pattern=f"{key}/{FRAME_FILE}",
+            camera=src.camera, episode=src.episode,
         )
         old = previous.pop(entry.pattern, None)
         if old is not None and (old.frames, old.width, old.height) != (entry.frames, entry.width, entry.height):

@@ -48,13 +48,6 @@ class ClipBatch:
         # Called by the DataLoader's pin-memory thread for custom batch types.
         return ClipBatch(self.globals.pin_memory(), self.locals.pin_memory(), self.clip_ids.pin_memory())
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> ClipBatch:
-        return ClipBatch(
-            self.globals.to(device, non_blocking=non_blocking),
-            self.locals.to(device, non_blocking=non_blocking),
-            self.clip_ids.to(device, non_blocking=non_blocking),
-        )
-
 
 class ClipDataset(Dataset):
     """Map-style dataset of clips; an index is a clip id or ``(clip_id, epoch)`` (ClipSampler's).

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from vidistill.checkpoint import CHECKPOINT_NAME, atomic_save, build_state, load_checkpoint
-from vidistill.config import Config, config_from_dict
+from vidistill.config import Config, Objective, config_from_dict
 from vidistill.data import build_dataloader
 from vidistill.errors import CheckpointError, TrainingError, VidistillError
 from vidistill.model import Student, Teacher, update_teacher
@@ -30,13 +30,14 @@ from vidistill.train.distributed import (
     cleanup_distributed,
     setup_distributed,
 )
-from vidistill.train.monitor import CollapseDetector, RunLogger
+from vidistill.train.monitor import CollapseDetector, RunLogger, tensorboard_writer
 from vidistill.train.optimizer import (
     build_optimizer,
     cancel_last_layer_gradients,
     clip_gradients_per_parameter,
     set_hyperparameters,
 )
+from vidistill.train.run_lock import RunFolderBusy, RunLock
 from vidistill.train.schedules import cosine_schedule
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,8 @@ def default_output(cfg: Config) -> Path:
     command resumes the same run instead of starting a new one."""
     stem = Path(cfg.data.videos[0]).resolve().name if cfg.data.videos else "run"
     name = f"{stem}-{cfg.preset or 'custom'}"
-    if cfg.objective != "dense+global":
-        name += f"-{cfg.objective.replace('+', '-')}"
+    if cfg.objective is not Objective.METHOD:
+        name += f"-{cfg.objective.value.replace('+', '-')}"
     return Path("runs") / name
 
 
@@ -99,8 +100,7 @@ class Trainer:
     def __init__(self, cfg: Config, ctx: DistributedContext):
         self.cfg, self.ctx = cfg, ctx
         self.device = ctx.device
-        self.run_dir = Path(cfg.train.output) if cfg.train.output else default_output(cfg)
-        cfg.train.output = str(self.run_dir)
+        self.run_dir = Path(cfg.train.output)
         self.ckpt_path = self.run_dir / CHECKPOINT_NAME
 
         # Same seed on every rank for the initial weights (DDP also broadcasts rank 0's).
@@ -315,8 +315,30 @@ class Trainer:
 
 
 def train(cfg: Config) -> Path:
-    """Train (or resume) the run ``cfg.train.output``; returns the run folder."""
+    """Train (or resume) the run ``cfg.train.output`` (default: :func:`default_output`); returns
+    the run folder. The folder is locked for the whole run (one process per run folder)."""
+    if cfg.train.tensorboard:
+        tensorboard_writer()
+    if not cfg.train.output:
+        cfg.train.output = str(default_output(cfg))
     ctx = setup_distributed(cfg.train.device)
+    lock = RunLock(cfg.train.output)
+    try:
+        busy = None
+        if ctx.is_main:  # rank 0 holds the lock for every rank of this run
+            try:
+                lock.acquire()
+            except RunFolderBusy as e:
+                busy = e
+        if broadcast_flag(busy is not None, ctx):
+            raise busy or RunFolderBusy(f"{cfg.train.output}: rank 0 could not lock the run folder")
+        return _train_locked(cfg, ctx)
+    finally:
+        lock.release()
+        cleanup_distributed()
+
+
+def _train_locked(cfg: Config, ctx: DistributedContext) -> Path:
     # A sharp teacher (τ_T = 0.02) puts probabilities like exp(-100) into the softmax and its
     # backward: float32 denormals, which x86 CPUs compute ~10x slower (measured: 13 s vs 2 s per
     # cpu-tiny step). Flushing them to zero changes no result that matters. The flag is
@@ -327,4 +349,3 @@ def train(cfg: Config) -> Path:
     finally:
         if flush:
             torch.set_flush_denormal(False)
-        cleanup_distributed()
