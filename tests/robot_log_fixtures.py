@@ -46,6 +46,7 @@ class Topic:
     frames: int
     stream: int = 0
     row_padding: int = 0  # bytes of padding at the end of each row (Image.step > width * channels)
+    frame_ns: int = FRAME_NS  # 0: every message of the topic has the same timestamp
 
 
 def _channels(encoding: str) -> int:
@@ -113,7 +114,7 @@ def _messages(topics: Sequence[Topic]) -> list[tuple[int, Topic, int]]:
     out = []
     for k, topic in enumerate(topics):
         for i in range(topic.frames):
-            out.append((START_NS + i * FRAME_NS + k * 1000, topic, i))
+            out.append((START_NS + i * topic.frame_ns + k * 1000, topic, i))
     return sorted(out, key=lambda m: m[0])
 
 

@@ -16,21 +16,23 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 
-# encoding -> (bytes per pixel, cv2 conversion to BGR or None when already BGR). OpenCV names
-# Bayer patterns by the 2x2 block one pixel further in, hence rggb -> BayerBG (as cv_bridge does).
-_RAW_ENCODINGS: dict[str, tuple[int, int | None]] = {
-    "bgr8": (3, None),
-    "8UC3": (3, None),  # cv_bridge's convention: untagged 3-channel bytes are BGR
-    "rgb8": (3, cv2.COLOR_RGB2BGR),
-    "bgra8": (4, cv2.COLOR_BGRA2BGR),
-    "8UC4": (4, cv2.COLOR_BGRA2BGR),
-    "rgba8": (4, cv2.COLOR_RGBA2BGR),
-    "mono8": (1, cv2.COLOR_GRAY2BGR),
-    "8UC1": (1, cv2.COLOR_GRAY2BGR),
-    "bayer_rggb8": (1, cv2.COLOR_BayerBG2BGR),
-    "bayer_bggr8": (1, cv2.COLOR_BayerRG2BGR),
-    "bayer_gbrg8": (1, cv2.COLOR_BayerGR2BGR),
-    "bayer_grbg8": (1, cv2.COLOR_BayerGB2BGR),
+# encoding -> (bytes per pixel, channel order after the conversion, cv2 conversion to 3 channels
+# or None). Frames stay in the order they are stored in (the source converts once, only if its
+# caller wants the other order). OpenCV names Bayer patterns by the 2x2 block one pixel further
+# in, hence rggb -> BayerBG (as cv_bridge does).
+_RAW_ENCODINGS: dict[str, tuple[int, str, int | None]] = {
+    "rgb8": (3, "rgb", None),
+    "bgr8": (3, "bgr", None),
+    "8UC3": (3, "bgr", None),  # cv_bridge's convention: untagged 3-channel bytes are BGR
+    "rgba8": (4, "rgb", cv2.COLOR_RGBA2RGB),
+    "bgra8": (4, "bgr", cv2.COLOR_BGRA2BGR),
+    "8UC4": (4, "bgr", cv2.COLOR_BGRA2BGR),
+    "mono8": (1, "rgb", cv2.COLOR_GRAY2RGB),
+    "8UC1": (1, "rgb", cv2.COLOR_GRAY2RGB),
+    "bayer_rggb8": (1, "rgb", cv2.COLOR_BayerBG2RGB),
+    "bayer_bggr8": (1, "rgb", cv2.COLOR_BayerRG2RGB),
+    "bayer_gbrg8": (1, "rgb", cv2.COLOR_BayerGR2RGB),
+    "bayer_grbg8": (1, "rgb", cv2.COLOR_BayerGB2RGB),
 }
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1", "16SC1", "32SC1", "64FC1")
 COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
@@ -42,6 +44,7 @@ class ImageKind:
 
     usable: bool
     codec: str  # the encoding ("rgb8", "bayer_rggb8") or compressed format ("jpeg", "png")
+    channel_order: str = "bgr"  # of the frames :func:`decode` returns
     reason: str = ""  # why not usable: "depth", "unsupported encoding yuv422"
 
 
@@ -51,20 +54,20 @@ def classify(msgtype: str, msg: object) -> ImageKind:
         fmt = str(msg.format)  # type: ignore[attr-defined]
         lowered = fmt.lower()
         if "compresseddepth" in lowered or any(d.lower() in lowered for d in DEPTH_ENCODINGS):
-            return ImageKind(False, fmt, f"depth images ({fmt!r})")
+            return ImageKind(False, fmt, reason=f"depth images ({fmt!r})")
         for codec in COMPRESSED_FORMATS:
             if codec in lowered:
                 return ImageKind(True, "png" if codec == "png" else "jpeg")
         # Drivers that leave ``format`` empty still publish JPEG or PNG: trust the bytes.
         if not fmt and decode_compressed(msg) is not None:
             return ImageKind(True, "jpeg/png")
-        return ImageKind(False, fmt, f"unsupported compressed format {fmt!r} (JPEG and PNG are read)")
+        return ImageKind(False, fmt, reason=f"unsupported compressed format {fmt!r} (JPEG and PNG are read)")
     encoding = str(msg.encoding)  # type: ignore[attr-defined]
     if encoding in _RAW_ENCODINGS:
-        return ImageKind(True, encoding)
+        return ImageKind(True, encoding, _RAW_ENCODINGS[encoding][1])
     if encoding in DEPTH_ENCODINGS:
-        return ImageKind(False, encoding, f"depth images ({encoding})")
-    return ImageKind(False, encoding, f"unsupported image encoding {encoding!r} "
+        return ImageKind(False, encoding, reason=f"depth images ({encoding})")
+    return ImageKind(False, encoding, reason=f"unsupported image encoding {encoding!r} "
                      f"(read: {', '.join(_RAW_ENCODINGS)})")
 
 
@@ -78,9 +81,10 @@ def decode_compressed(msg: object) -> np.ndarray | None:
 
 
 def decode_raw(msg: object) -> np.ndarray | None:
-    """An Image's pixels as BGR uint8 (H, W, 3), honouring ``step`` (row padding); None if short."""
+    """An Image's pixels as uint8 (H, W, 3) in its :class:`ImageKind` channel order, honouring
+    ``step`` (row padding); None when the data is short."""
     encoding = str(msg.encoding)  # type: ignore[attr-defined]
-    channels, conversion = _RAW_ENCODINGS[encoding]
+    channels, _, conversion = _RAW_ENCODINGS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)  # type: ignore[attr-defined]
     data = np.frombuffer(memoryview(msg.data), np.uint8)  # type: ignore[attr-defined]
     if height <= 0 or width <= 0 or step < width * channels or data.size < height * step:
@@ -93,5 +97,5 @@ def decode_raw(msg: object) -> np.ndarray | None:
 
 
 def decode(msgtype: str, msg: object) -> np.ndarray | None:
-    """A usable image message (see :func:`classify`) as BGR uint8 (H, W, 3), or None."""
+    """A usable image message (see :func:`classify`) as uint8 (H, W, 3) in its channel order."""
     return decode_compressed(msg) if msgtype == COMPRESSED_IMAGE else decode_raw(msg)
