@@ -85,6 +85,8 @@ def build_config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    import shlex
+
     import yaml
 
     from vidistill.errors import VidistillError
@@ -98,5 +100,5 @@ def run(args: argparse.Namespace) -> int:
     from vidistill.train.trainer import train
 
     run_dir = train(cfg)
-    print(f"run folder: {run_dir}\nnext: vidistill export {run_dir} --onnx")  # noqa: T201 - CLI output
+    print(f"run folder: {run_dir}\nnext: vidistill export {shlex.quote(str(run_dir))} --onnx")  # noqa: T201 - CLI output
     return 0
