@@ -44,6 +44,14 @@ log = logging.getLogger(__name__)
 
 # Changing these under an existing run would silently train a different model.
 RESUME_MUST_MATCH = ("objective", "model", "data.num_frames", "data.frame_stride", "data.global_size")
+# A step's place in its epoch and in the schedules depends on these (saved with each checkpoint).
+POSITION_NAMES = {
+    "clips": "clips per epoch (data.videos, data.clip_stride)",
+    "batch_size": "batch per process (--batch-size)",
+    "world_size": "processes (torchrun --nproc_per_node)",
+    "steps_per_epoch": "steps per epoch",
+    "total_steps": "total steps (--max-steps / --epochs)",
+}
 
 
 def default_output(cfg: Config) -> Path:
@@ -103,6 +111,18 @@ class Trainer:
         self.run_dir = Path(cfg.train.output)
         self.ckpt_path = self.run_dir / CHECKPOINT_NAME
 
+        # The data decide where a step falls in an epoch and how long the schedules are; they
+        # are known before a checkpoint is read, so a resume can check they have not changed.
+        self.loader, self.sampler = build_dataloader(cfg, rank=ctx.rank, world_size=ctx.world_size)
+        self.steps_per_epoch = len(self.loader)
+        if self.steps_per_epoch == 0:
+            raise VidistillError(
+                f"not enough clips for one batch of {cfg.optim.batch_size} per process: "
+                f"{len(self.sampler)} clips per process (lower --batch-size or add video)"
+            )
+        self.schedules = Schedules.build(cfg, self.steps_per_epoch, ctx.world_size)
+        self.collapse = CollapseDetector(cfg.model.out_dim)
+
         # Same seed on every rank for the initial weights (DDP also broadcasts rank 0's).
         torch.manual_seed(cfg.train.seed)
         self.student = Student(cfg).to(self.device)
@@ -122,17 +142,28 @@ class Trainer:
             )
         self.student_fwd = torch.compile(self.student_ddp) if cfg.train.compile else self.student_ddp
 
-        self.loader, self.sampler = build_dataloader(
-            cfg, rank=ctx.rank, world_size=ctx.world_size, epoch=0, start_index=0
-        )
-        self.steps_per_epoch = len(self.loader)
-        if self.steps_per_epoch == 0:
-            raise VidistillError(
-                f"not enough clips for one batch of {cfg.optim.batch_size} per process: "
-                f"{len(self.sampler)} clips per process (lower --batch-size or add video)"
+    def position(self) -> dict[str, int]:
+        """What maps a step count to (epoch, batch in epoch) and to the schedules' values."""
+        return {
+            "clips": self.sampler.num_clips,
+            "batch_size": self.cfg.optim.batch_size,
+            "world_size": self.ctx.world_size,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.schedules.total_steps,
+        }
+
+    def _check_position(self, saved: dict | None) -> None:
+        if saved is None:  # written before positions were recorded: nothing to compare
+            log.warning("%s records no epoch position; resuming without checking it", self.ckpt_path)
+            return
+        now = self.position()
+        changed = [f"{POSITION_NAMES[k]} {saved.get(k)} -> {v}" for k, v in now.items() if saved.get(k) != v]
+        if changed:
+            raise CheckpointError(
+                f"{self.ckpt_path}: cannot resume this run: {'; '.join(changed)}. Step {self.step} "
+                "would land at another place in the epoch and the lr / teacher-momentum schedules "
+                "would jump. Put the old settings back, or give another --output for a new run."
             )
-        self.schedules = Schedules.build(cfg, self.steps_per_epoch, ctx.world_size)
-        self.collapse = CollapseDetector(cfg.model.out_dim)
 
     # ----------------------------------------------------------------------------- resume
     def _resume_if_possible(self) -> bool:
@@ -153,13 +184,14 @@ class Trainer:
         for name in ("student", "optimizer", "objective", "progress"):
             if name not in state:
                 raise CheckpointError(f"{self.ckpt_path}: no '{name}' entry; cannot resume from it")
+        self.step = int(state["progress"]["step"])
+        self._check_position(state["progress"].get("position"))
         self.student.load_state_dict(state["student"])
         self.teacher.load_state_dict(state["teacher"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.step = int(state["progress"]["step"])
         # Restoring the RNG (drop-path) makes a resumed run match an uninterrupted one; the
         # data augmentation is keyed by (seed, epoch, clip) and needs no state.
         rng = state.get("rng", {})
@@ -203,6 +235,7 @@ class Trainer:
                 "epoch": self.step // self.steps_per_epoch,
                 "batches_in_epoch": self.step % self.steps_per_epoch,
                 "finished": finished,
+                "position": self.position(),
             },
             replica_fingerprints=fingerprints,
             rng=rng,
