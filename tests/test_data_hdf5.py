@@ -158,19 +158,21 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "vidistill", *args], capture_output=True, text=True, timeout=300)
 
 
-def test_cli_info_on_hdf5(robomimic):
-    r = run_cli("info", str(robomimic))
+def test_cli_extract_hdf5_to_the_jpeg_cache(tmp_path, frame_code):
+    episode = write_aloha(tmp_path / "episode_0.hdf5", 20, compressed=True)
+    cache = tmp_path / "cache"
+    r = run_cli("extract", "--video", str(episode), "--output", str(cache), "--workers", "1", "--no-progress")
     assert r.returncode == 0, r.stderr
-    out = r.stdout + r.stderr
-    for text in ("hdf5", "demo_10", "agentview_image", "robot0_eye_in_hand_image", "64x48", "agentview_depth"):
-        assert text in out, text
+    sources = discover_sources([cache])
+    assert [(s.camera, len(s)) for s in sources] == [("cam_high", 20), ("cam_low", 20)]
+    assert frame_code(sources[1].read(19)) == code(1, 19)
 
 
 def test_cli_bad_hdf5_is_a_clear_error(tmp_path):
     path = tmp_path / "proprio.h5"
     with h5py.File(path, "w") as f:
         f.create_dataset("action", data=np.zeros((10, 7)))
-    r = run_cli("info", str(path))
+    r = run_cli("extract", "--video", str(path), "--output", str(tmp_path / "cache"), "--no-progress")
     assert r.returncode != 0 and "Traceback" not in r.stderr and "no image datasets" in r.stderr
 
 

@@ -177,19 +177,21 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "vidistill", *args], capture_output=True, text=True, timeout=300)
 
 
-def test_cli_info_on_a_bag(bags):
-    r = run_cli("info", str(bags["sqlite3"]))
+def test_cli_extract_a_bag_to_the_jpeg_cache(bags, tmp_path, frame_code):
+    cache = tmp_path / "cache"
+    r = run_cli("extract", "--video", str(bags["ros1"]), "--output", str(cache), "--workers", "1", "--no-progress")
     assert r.returncode == 0, r.stderr
-    out = r.stdout + r.stderr
-    for text in ("rosbag", COLOR, JPEG, "rgb8", "jpeg", "64x48", DEPTH):
-        assert text in out, text
+    sources = discover_sources([cache])
+    assert [(s.kind, s.camera, len(s)) for s in sources] == [("cache", COLOR, 30), ("cache", JPEG, 24)]
+    assert frame_code(sources[0].read(17)) == code(0, 17) and frame_code(sources[1].read(23)) == code(1, 23)
 
 
 def test_cli_bad_bag_is_a_clear_error(tmp_path):
     bag = write_ros1_bag(tmp_path / "imu_only.bag", [Topic("/imu/temperature", "imu", 5)])
-    r = run_cli("info", str(bag))
+    r = run_cli("extract", "--video", str(bag), "--output", str(tmp_path / "cache"), "--no-progress")
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "no image topics" in r.stderr and "/imu/temperature" in r.stderr
+    assert not (tmp_path / "cache").exists()  # nothing half-written
 
 
 def test_cli_trains_two_steps_on_a_bag(bags, tmp_path):
