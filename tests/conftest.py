@@ -114,3 +114,37 @@ def episode_tree(tmp_path_factory) -> Path:
     write_frames(root / "ep_02" / "rgb", 40, ext=".jpg")
     (root / "notes.txt").write_text("not a video")
     return root
+
+
+def write_av_video(path: Path, num_frames: int, codec: str = "libsvtav1", gop: int = 2,
+                   size: tuple[int, int] = (W, H), fps: int = 30, faststart: bool = False,
+                   first: int = 0) -> Path:
+    """A video written by PyAV (FFmpeg's encoders): ``codec`` "libsvtav1" (AV1, what LeRobot writes,
+    keyframe every ``gop`` frames like LeRobot's g=2), "libx264" (H.264 with B-frames), "mpeg4".
+    Frame i carries the bar code ``first + i``. ``faststart``: the mp4 index (moov) goes first,
+    so a cut-off file still opens."""
+    import av
+
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.gop_size = gop
+        if codec == "libsvtav1":
+            stream.options = {"preset": "12", "crf": "30"}  # LeRobot's crf; fastest preset (tests)
+        elif codec == "libx264":
+            stream.options = {"preset": "ultrafast", "bf": "2", "crf": "18"}
+        for i in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(pattern_frame(first + i, *size), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_av_video() -> Callable[..., Path]:
+    """``make_av_video(path, num_frames, codec="libsvtav1", gop=2, ...)`` -> path (see write_av_video)."""
+    return write_av_video

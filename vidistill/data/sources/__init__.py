@@ -18,8 +18,9 @@ episode boundary or mixes cameras. A source provides, without decoding the whole
   (0.0 when the format stores none), ``size`` (width, height after ``max_side``), ``native_size``;
 * ``read(i)``: exact random access: frame ``i`` as RGB ``uint8`` (H, W, 3) at ``size``, the very
   frame a sequential decode gives at position ``i``; ``read_many(indices)`` (increasing is cheapest).
-  A format implements ``_decode_bgr(i)`` (BGR at native size, or None when that frame cannot be
-  decoded); resizing, colour order and the damage policy are shared (``base.VideoSource``);
+  A format implements ``_decode(i)`` (native size, in its ``channel_order`` "rgb" or "bgr", or
+  None when that frame cannot be decoded); resizing, colour order and the damage policy are
+  shared (``base.VideoSource``); ``read_bgr(i)`` is the same frame in BGR (for ``cv2.imencode``);
 * ``close()``: release open decoders/files; reading again reopens them;
 * ``describe()``: a dict of the metadata above (``vidistill info`` prints it; formats add e.g. codec).
 

@@ -52,9 +52,12 @@ def fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 class VideoSource(ABC):
     """One episode x camera of recorded frames. Subclasses set the metadata in ``__init__`` and
-    implement :meth:`_decode_bgr` (see the package docstring for the whole contract)."""
+    implement :meth:`_decode` (see the package docstring for the whole contract)."""
 
     kind = "source"  # the format's name, as discovery and ``vidistill info`` call it
+    # Channel order :meth:`_decode` returns: OpenCV's image decoders give BGR, PyAV gives RGB;
+    # converting once, only when the caller wants the other order, saves a copy per frame.
+    channel_order = "bgr"
 
     def __init__(self, path: str | os.PathLike, name: str | None = None, max_side: int = 0,
                  camera: str = "", episode: str = ""):
@@ -109,21 +112,28 @@ class VideoSource(ABC):
 
     # ---------------------------------------------------------------------------------- reading
     @abstractmethod
-    def _decode_bgr(self, index: int) -> np.ndarray | None:
-        """Frame ``index`` as stored (BGR, native size), or None when it cannot be decoded."""
+    def _decode(self, index: int) -> np.ndarray | None:
+        """Frame ``index`` as stored (:attr:`channel_order`, native size), or None when it cannot
+        be decoded."""
 
-    def read_bgr(self, index: int) -> np.ndarray:
-        """Frame ``index`` as BGR uint8 (H, W, 3) at :attr:`size` (what ``cv2.imencode`` wants)."""
+    def _frame(self, index: int) -> np.ndarray:
+        """Frame ``index`` in :attr:`channel_order` at :attr:`size`, bad frames substituted."""
         if not 0 <= index < self.num_frames:
             raise IndexError(f"{self.path}: frame {index} out of range (0..{self.num_frames - 1})")
-        frame = self._decode_bgr(index) if index not in self._bad else None
+        frame = self._decode(index) if index not in self._bad else None
         if frame is None:
             frame = self._substitute(index)
         return fit(frame, self.size)
 
+    def read_bgr(self, index: int) -> np.ndarray:
+        """Frame ``index`` as BGR uint8 (H, W, 3) at :attr:`size` (what ``cv2.imencode`` wants)."""
+        frame = self._frame(index)
+        return frame if self.channel_order == "bgr" else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+
     def read(self, index: int) -> np.ndarray:
         """Frame ``index`` as RGB uint8 (H, W, 3) at :attr:`size`."""
-        return cv2.cvtColor(self.read_bgr(index), cv2.COLOR_BGR2RGB)
+        frame = self._frame(index)
+        return frame if self.channel_order == "rgb" else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
     def read_many(self, indices: Sequence[int]) -> list[np.ndarray]:
         """Frames in the given order. Increasing indices are cheapest (sequential decode)."""
@@ -135,13 +145,13 @@ class VideoSource(ABC):
     def _substitute(self, index: int) -> np.ndarray:
         """The nearest good frame for a frame that does not decode (earlier frames first)."""
         if index in self._bad:
-            frame = self._decode_bgr(self._bad[index])
+            frame = self._decode(self._bad[index])
             if frame is not None:
                 return frame
         for dist in range(1, MAX_SUBSTITUTE_DISTANCE + 1):
             for j in (index - dist, index + dist):
                 if 0 <= j < self.num_frames and j not in self._bad:
-                    frame = self._decode_bgr(j)
+                    frame = self._decode(j)
                     if frame is not None:
                         self._bad[index] = j
                         if not self._warned_bad:

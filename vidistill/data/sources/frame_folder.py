@@ -63,7 +63,7 @@ class ImageSequenceSource(VideoSource):
     def _is_jpeg(self) -> bool:
         return False
 
-    def _decode_bgr(self, index: int) -> np.ndarray | None:
+    def _decode(self, index: int) -> np.ndarray | None:
         flags, reduce = _imread_flags(self.native_size, self.size, self._is_jpeg())
         image = cv2.imread(self._frame_path(index), flags)
         if image is None:
