@@ -61,6 +61,7 @@ OBJECTIVES = tuple(o.value for o in Objective)
 @dataclass
 class DataConfig:
     videos: list[str] = field(default_factory=list)
+    cameras: list[str] = field(default_factory=list)  # robot-log camera names to train on; [] = every RGB camera
     num_frames: int = 3  # K: frames per clip
     frame_stride: int = 30  # Δ: frames between consecutive clip frames
     clip_stride: int = 1  # keep every n-th valid clip start (subsampling for long logs)
