@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidistill.data.sources import frame_folder, jpeg_cache, lerobot, video_file
+from vidistill.data.sources import frame_folder, hdf5, jpeg_cache, lerobot, rosbag, video_file
 from vidistill.data.sources.base import Format, Opened, OpenOptions, VideoSource, natural_key
 from vidistill.errors import VideoError
 
@@ -28,6 +28,8 @@ FORMATS: list[Format] = [
     lerobot.FORMAT,
     frame_folder.FORMAT,
     video_file.FORMAT,
+    rosbag.FORMAT,
+    hdf5.FORMAT,
 ]
 
 
