@@ -75,7 +75,12 @@ def option(default: Any = dataclasses.MISSING, help: str = "", flag: str = "", c
 
 @dataclass
 class DataConfig:
-    videos: list[str] = option(default_factory=list, help="video files, frame folders, episode trees or JPEG caches")
+    videos: list[str] = option(
+        default_factory=list, help="video files, frame folders, episode trees, LeRobot datasets or JPEG caches"
+    )
+    cameras: list[str] = option(
+        default_factory=list, help="robot-log camera names to train on ([] = every RGB camera)"
+    )
     num_frames: int = option(3, "K, frames per clip", flag="num-frames")
     frame_stride: int = option(30, "Δ, frames between consecutive clip frames", flag="frame-stride")
     clip_stride: int = option(1, "keep every n-th valid clip start (subsampling for long logs)")

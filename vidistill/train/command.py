@@ -51,7 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.epilog = EPILOG
     p.add_argument("--video", action="append", default=[], metavar="PATH",
-                   help="video file, frame folder, episode tree or JPEG cache (repeatable)")
+                   help="video file, frame folder, episode tree, LeRobot dataset or JPEG cache (repeatable)")
+    p.add_argument("--camera", action="append", default=[], metavar="NAME",
+                   help="robot-log camera to train on, by the log's name (repeatable; default: every RGB camera)")
     p.add_argument("--preset", choices=available_presets(),
                    help="cpu-tiny (ViT-Ti/16 96px, CPU), gpu (ViT-S/16 224px, one GPU), paper (4 GPUs); "
                         "default: gpu if CUDA else cpu-tiny")
@@ -76,6 +78,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
             overrides[key] = value
     if args.video:
         overrides["data.videos"] = list(args.video)
+    if args.camera:
+        overrides["data.cameras"] = list(args.camera)
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
