@@ -187,6 +187,9 @@ class Opened:
     sources: list[VideoSource]
     # One line per thing left out on purpose ("observation.images.depth: depth map"), for `info`.
     skipped: list[str] = field(default_factory=list)
+    # Every camera name at this path, also those not opened (``--camera``): for error messages.
+    cameras: list[str] = field(default_factory=list)
+    detail: str = ""  # e.g. the format's version ("v3.0"), shown by ``vidistill info``
 
 
 @dataclass(frozen=True)

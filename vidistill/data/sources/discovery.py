@@ -122,27 +122,26 @@ def discover(
     for (fmt, *_, n), opened in zip(found, built, strict=True):
         if opened.sources:
             kinds = formats.setdefault(str(paths[n]), [])
-            if fmt.name not in kinds:
-                kinds.append(fmt.name)
+            label = f"{fmt.name} {opened.detail}".strip()
+            if label not in kinds:
+                kinds.append(label)
     everything = [src for opened in built for src in opened.sources]
     skipped = [line for opened in built for line in opened.skipped]
+    have = sorted({c for opened in built for c in opened.cameras} | {s.camera for s in everything if s.camera})
+    _check_cameras(options.cameras, have, paths)
     if not everything:
         raise VideoError(f"no usable video or log in {', '.join(str(p) for p in paths)} (see warnings above)")
-    chosen = _select_cameras(everything, options.cameras, paths)
+    chosen = [s for s in everything if not options.cameras or s.camera in options.cameras]
     return Discovery(_unique(chosen), skipped, {k: "+".join(v) for k, v in formats.items()})
 
 
-def _select_cameras(sources: list[VideoSource], cameras: Sequence[str], paths: Sequence) -> list[VideoSource]:
-    if not cameras:
-        return sources
-    have = sorted({s.camera for s in sources if s.camera})
+def _check_cameras(cameras: Sequence[str], have: list[str], paths: Sequence) -> None:
     missing = [c for c in cameras if c not in have]
     if missing:
         raise VideoError(
             f"{', '.join(str(p) for p in paths)}: no camera named {', '.join(missing)}; "
             f"cameras found: {', '.join(have) if have else 'none (plain videos and frame folders have no camera names)'}"
         )
-    return [s for s in sources if s.camera in cameras]
 
 
 def _unique(sources: list[VideoSource]) -> list[VideoSource]:
