@@ -290,6 +290,8 @@ def _open(path: Path, name: str, options: OpenOptions) -> Opened:
         fps = _fps(f, options)
         sources: list[VideoSource] = []
         for dataset, camera, episode in found.images:
+            if options.cameras and camera not in options.cameras:
+                continue
             ds = f[dataset]
             encoded = _is_encoded(ds)
             first = _first_frame(ds, encoded)
@@ -303,7 +305,8 @@ def _open(path: Path, name: str, options: OpenOptions) -> Opened:
             ))
     finally:
         f.close()
-    return Opened(sources, [f"{name}:{line}" for line in found.skipped])
+    cameras = list(dict.fromkeys(camera for _, camera, _ in found.images))
+    return Opened(sources, [f"{name}:{line}" for line in found.skipped], cameras, detail=layout)
 
 
 FORMAT = Format("hdf5", "an HDF5 episode file (.hdf5, .h5)", _claims, _open)
