@@ -120,8 +120,8 @@ class Config:
             raise ValueError("num_frames (K) must be >= 2 for the next-frame objective")
         if self.data.frame_stride < 1:
             raise ValueError("frame_stride (Δ) must be >= 1")
-        if self.data.global_size % 16 and self.data.global_size % 8:
-            raise ValueError("global_size must be a multiple of the patch size")
+        if min(self.data.global_size, self.data.local_size) < 1:
+            raise ValueError("global_size and local_size must be positive (the trainer fits them to the patch size)")
         return self
 
     def to_dict(self) -> dict:

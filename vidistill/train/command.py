@@ -13,6 +13,7 @@ FLAG_TO_KEY = {
     "batch_size": "optim.batch_size",
     "lr": "optim.base_lr",
     "arch": "model.arch",
+    "init": "model.init",
     "out_dim": "model.out_dim",
     "image_size": "data.global_size",
     "num_frames": "data.num_frames",
@@ -47,7 +48,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="clips per process")
     p.add_argument("--lr", type=float, help="base lr (scaled by batch/256 unless optim.scale_lr=false)")
-    p.add_argument("--arch", help="any timm ViT name, e.g. vit_small_patch16_224")
+    p.add_argument("--arch", help="any timm ViT name, e.g. vit_small_patch16_224 (with --init: only for a bare .safetensors)")
+    p.add_argument("--init", metavar="SPEC",
+                   help="starting weights: a timm name with a pretrained tag (vit_small_patch14_reg4_dinov2.lvd142m), "
+                        "a timm hub-layout folder (config.json + model.safetensors), a .safetensors with --arch, "
+                        "or a vidistill run / checkpoint / export; the architecture comes from it")
     p.add_argument("--out-dim", type=int, help="projection head output dimension")
     p.add_argument("--image-size", type=int, help="global view size in pixels")
     p.add_argument("--num-workers", type=int)

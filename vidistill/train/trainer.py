@@ -23,6 +23,7 @@ from vidistill.config import Config, config_from_dict
 from vidistill.data import build_dataloader
 from vidistill.errors import CheckpointError, TrainingError, VidistillError
 from vidistill.model import Student, Teacher, update_teacher
+from vidistill.model.pretrained import load_init, prepare_model_config, saved_run_config
 from vidistill.objective import build_objective, teacher_temperature
 from vidistill.train.distributed import (
     DistributedContext,
@@ -103,9 +104,13 @@ class Trainer:
         cfg.train.output = str(self.run_dir)
         self.ckpt_path = self.run_dir / CHECKPOINT_NAME
 
+        # The init (--init) decides the architecture and crop sizes; resuming, weights come from the checkpoint.
+        init = prepare_model_config(cfg, saved_run_config(self.run_dir))
         # Same seed on every rank for the initial weights (DDP also broadcasts rank 0's).
         torch.manual_seed(cfg.train.seed)
         self.student = Student(cfg).to(self.device)
+        if init is not None:
+            load_init(self.student.backbone, init, cfg.data.global_size)  # the teacher copies it
         self.teacher = Teacher(self.student).to(self.device)
         self.objective = build_objective(cfg).to(self.device)
         self.optimizer = build_optimizer(self.student)
