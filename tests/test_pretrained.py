@@ -71,9 +71,9 @@ def tiny_config(video: Path, init: str | Path, family: str, out: Path | None = N
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_step0_teacher_and_student_are_the_init(video_file, inits, family):
+def test_step0_teacher_and_student_are_the_init(video_file, inits, family, tmp_path):
     arch, _, (size, _) = FAMILIES[family]
-    cfg = tiny_config(video_file, inits[family], family)
+    cfg = tiny_config(video_file, inits[family], family, out=tmp_path / "run")
     trainer = Trainer(cfg, DistributedContext())
     assert (cfg.model.arch, cfg.model.model_args["embed_dim"]) == (arch, 64)  # from the init's config.json
     # The reference: timm alone reading the hub folder at the training size.
@@ -130,7 +130,7 @@ def test_init_from_a_vidistill_run_and_a_single_safetensors(video_file, inits, t
     run = tmp_path / "run"
     assert main([*train_args(video_file, run, family, steps=1), "--init", str(inits[family])]) == 0
     teacher = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["teacher"]
-    cfg = tiny_config(video_file, run, family)
+    cfg = tiny_config(video_file, run, family, out=tmp_path / "run2")
     trainer = Trainer(cfg, DistributedContext())
     assert cfg.model.arch == FAMILIES[family][0] and cfg.model.model_args["embed_dim"] == 64
     for name, t in trainer.teacher.backbone.state_dict().items():
@@ -138,7 +138,7 @@ def test_init_from_a_vidistill_run_and_a_single_safetensors(video_file, inits, t
     # A bare .safetensors: the architecture comes from --arch and model_args.
     weights = tmp_path / "w.safetensors"
     save_file(load_file(str(inits[family] / "model.safetensors")), str(weights))
-    cfg = tiny_config(video_file, weights, family, **{"model.arch": FAMILIES[family][0], "model.model_args": TINY})
+    cfg = tiny_config(video_file, weights, family, out=tmp_path / "run3", **{"model.arch": FAMILIES[family][0], "model.model_args": TINY})
     trainer = Trainer(cfg, DistributedContext())
     assert torch.equal(trainer.teacher.backbone.blocks[1].mlp.fc2.weight, load_file(str(weights))["blocks.1.mlp.fc2.weight"])
 

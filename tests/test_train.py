@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -51,9 +52,10 @@ def videos(tmp_path_factory, make_video):
 
 
 def test_cli_trains_logs_checkpoints_and_a_rerun_resumes(videos, tmp_path):
-    out = tmp_path / "run"
+    out = tmp_path / "my run"  # a space: the printed hint must still paste as one argument
     r = run_cli("train", "--video", str(videos[0].parent), "--output", str(out), "--max-steps", "4", *TINY)
     assert r.returncode == 0, r.stderr
+    assert f"next: vidistill export {shlex.quote(str(out))} --onnx" in r.stdout
     records = read_log(out)
     assert [x["step"] for x in records] == [1, 2, 3, 4]
     for key in ("loss", "dense/loss", "global/loss", "lr", "teacher_entropy", "kl", "clips_per_s", "collapsed"):
@@ -66,10 +68,11 @@ def test_cli_trains_logs_checkpoints_and_a_rerun_resumes(videos, tmp_path):
     assert r2.returncode == 0, r2.stderr
     assert "already finished" in r2.stderr
     assert len(read_log(out)) == 4
-    # A longer budget on the same run continues from step 4.
+    # Another budget would rebuild the cosine schedules under the run (lr and momentum jump).
     r3 = run_cli("train", "--video", str(videos[0].parent), "--output", str(out), "--max-steps", "6", *TINY)
-    assert r3.returncode == 0, r3.stderr
-    assert [x["step"] for x in read_log(out)][4:] == [5, 6]
+    assert r3.returncode == 2 and "Traceback" not in r3.stderr
+    assert "total steps (--max-steps / --epochs) 4 -> 6" in r3.stderr
+    assert len(read_log(out)) == 4
 
 
 def test_sigkilled_run_resumes_from_its_last_checkpoint_to_the_same_weights(videos, tmp_path):
@@ -122,6 +125,10 @@ def test_torchrun_two_gloo_processes_keep_identical_weights(videos, tmp_path):
     assert fingerprints[0] == pytest.approx(fingerprints[1], rel=1e-9, abs=1e-9)
     assert len(state["rng"]["torch"]) == 2
     assert [x["step"] for x in read_log(out)] == [1, 2, 3]
+    assert state["progress"]["position"]["world_size"] == 2
+    # One process on the same run: each rank's shard (and so the epoch position) would change.
+    r = run_cli("train", "--video", str(videos[0].parent), "--output", str(out), "--max-steps", "3", *TINY)
+    assert r.returncode == 2 and "processes (torchrun --nproc_per_node) 2 -> 1" in r.stderr
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(videos, tmp_path):
@@ -172,3 +179,57 @@ def test_schedules_follow_dino_and_take_fractional_epochs_for_short_runs():
     assert sch.lr[0] == 0.0 and max(sch.lr) == pytest.approx(1e-3) and sch.lr.index(max(sch.lr)) == 10
     assert sch.lr[-1] < 1e-4  # cosine decay over the steps the run will actually take
     assert sch.momentum[0] == pytest.approx(0.99) and sch.momentum[-1] > 0.999
+
+
+def test_a_second_train_on_the_same_run_folder_is_refused_naming_the_holder(videos, tmp_path):
+    from vidistill.train.run_lock import RunLock
+
+    out = tmp_path / "run"
+    args = ["train", "--video", str(videos[0]), "--output", str(out), "--max-steps", "500", *TINY]
+    first = subprocess.Popen([sys.executable, "-m", "vidistill", *args], env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "log.jsonl").exists():
+            assert first.poll() is None, "the first run ended early"
+            time.sleep(0.05)
+        second = run_cli(*args)
+        assert second.returncode != 0
+        assert f"in use by another vidistill train (PID {first.pid})" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert first.poll() is None  # the first run was not disturbed
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    steps = [x["step"] for x in read_log(out)]
+    assert steps == list(range(1, len(steps) + 1))  # one writer: each step logged once
+    RunLock(out).acquire().release()  # a SIGKILLed holder leaves no stale lock
+
+
+def test_unavailable_device_and_missing_tensorboard_are_clear_cli_errors(videos, tmp_path):
+    if not torch.cuda.is_available():
+        r = run_cli("train", "--video", str(videos[0]), "--output", str(tmp_path / "a"), *TINY, "--device", "cuda")
+        assert r.returncode == 2 and "CUDA is not available" in r.stderr and "Traceback" not in r.stderr
+        assert not (tmp_path / "a").exists()  # nothing half-written
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        r = run_cli("train", "--video", str(videos[0]), "--output", str(tmp_path / "b"), *TINY, "--tensorboard")
+        assert r.returncode == 2 and "pip install 'vidistill[tb]'" in r.stderr and "Traceback" not in r.stderr
+        assert not (tmp_path / "b").exists()
+
+
+def test_resume_refuses_a_changed_batch_or_video_set_naming_what_changed(videos, tmp_path):
+    from vidistill.errors import CheckpointError
+
+    out = tmp_path / "run"
+    train(tiny_config(videos[:1], out, **{"train.max_steps": 2}))
+    position = load_checkpoint(out / "checkpoint.pt")["progress"]["position"]
+    assert position["batch_size"] == 4 and position["total_steps"] == 2 and position["world_size"] == 1
+    with pytest.raises(CheckpointError, match=r"batch per process \(--batch-size\) 4 -> 2"):
+        train(tiny_config(videos[:1], out, **{"train.max_steps": 2, "optim.batch_size": 2}))
+    with pytest.raises(CheckpointError, match=r"clips per epoch \(data.videos, data.clip_stride\) \d+ -> \d+"):
+        train(tiny_config(videos, out, **{"train.max_steps": 2}))
+    # Unchanged settings: the finished run is found and left alone.
+    assert train(tiny_config(videos[:1], out, **{"train.max_steps": 2})) == out
+    assert len(read_log(out)) == 2

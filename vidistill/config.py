@@ -8,6 +8,7 @@ overlay last. The resolved config is saved with every run and checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,48 @@ from vidistill.contract import IMAGENET_MEAN, IMAGENET_STD
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
-OBJECTIVES = ("dense+global", "dense", "global", "dino")
+
+
+class Objective(str, enum.Enum):
+    """What is trained: the method, one of its terms alone, or plain DINO (Table 1 rows).
+
+    A ``str`` so that configs, YAML and comparisons with the plain names keep working; parsed
+    once (``Objective("dense")``), then asked what it uses instead of re-parsing the name.
+    """
+
+    METHOD = "dense+global"
+    DENSE = "dense"
+    GLOBAL = "global"
+    DINO = "dino"
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+    @property
+    def uses_dense(self) -> bool:
+        """The dense next-frame term (and with it the predictor)."""
+        return self in (Objective.METHOD, Objective.DENSE)
+
+    @property
+    def uses_global(self) -> bool:
+        """The method's global term ([CLS] of future frames vs their local views)."""
+        return self in (Objective.METHOD, Objective.GLOBAL)
+
+    @property
+    def is_frame_dino(self) -> bool:
+        """Plain DINO on frames (the baselines): single images, no next-frame target."""
+        return self is Objective.DINO
+
+
+OBJECTIVES = tuple(o.value for o in Objective)
 
 
 @dataclass
 class DataConfig:
     videos: list[str] = field(default_factory=list)
+    cameras: list[str] = field(default_factory=list)  # robot-log camera names to train on; [] = every RGB camera
     num_frames: int = 3  # K: frames per clip
     frame_stride: int = 30  # Δ: frames between consecutive clip frames
     clip_stride: int = 1  # keep every n-th valid clip start (subsampling for long logs)
@@ -106,7 +143,7 @@ class TrainConfig:
 
 @dataclass
 class Config:
-    objective: str = "dense+global"  # dense+global | dense | global | dino  (Table 1 rows)
+    objective: Objective = Objective.METHOD
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -114,9 +151,10 @@ class Config:
     preset: str = ""
 
     def validate(self) -> Config:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.data.num_frames < 2 and self.objective != "dino":
+        self.objective = Objective(self.objective)  # a plain name set in code is parsed here
+        if self.model.global_through_predictor and self.objective.is_frame_dino:
+            raise ValueError("model.global_through_predictor: the DINO baseline has no predictor")
+        if self.data.num_frames < 2 and not self.objective.is_frame_dino:
             raise ValueError("num_frames (K) must be >= 2 for the next-frame objective")
         if self.data.frame_stride < 1:
             raise ValueError("frame_stride (Δ) must be >= 1")
@@ -129,6 +167,8 @@ class Config:
 
 
 def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, enum.Enum):
+        return obj.value
     if isinstance(obj, dict):
         return {k: _to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -142,6 +182,11 @@ def available_presets() -> list[str]:
 
 def _coerce(tp: Any, value: Any) -> Any:
     """Turn a YAML/CLI value into the field's declared type."""
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not one of {', '.join(str(m.value) for m in tp)}") from None
     origin = typing.get_origin(tp)
     if origin in (tuple, list):
         args = typing.get_args(tp)

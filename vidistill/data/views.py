@@ -271,8 +271,6 @@ class _ViewBuilder:
         self.global_sigma_scale = data.global_size / DINO_GLOBAL_SIZE
         self.local_sigma_scale = data.local_size / DINO_LOCAL_SIZE
 
-    num_input_frames = 1
-
     def sample(self, rng: np.random.Generator, height: int, width: int) -> ViewParams:
         raise NotImplementedError
 
@@ -317,7 +315,6 @@ class ClipViews(_ViewBuilder):
 
     def __init__(self, data: DataConfig, color: bool = True):
         super().__init__(data, color)
-        self.num_input_frames = data.num_frames
 
     def sample(self, rng: np.random.Generator, height: int, width: int) -> ViewParams:
         d = self.data
@@ -351,7 +348,6 @@ class FrameViews(_ViewBuilder):
     def __init__(self, data: DataConfig, time_aug: bool = False, color: bool = True):
         super().__init__(data, color)
         self.time_aug = time_aug
-        self.num_input_frames = 2 if time_aug else 1
 
     def sample(self, rng: np.random.Generator, height: int, width: int) -> ViewParams:
         d = self.data

@@ -34,7 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from vidistill.config import OBJECTIVES, available_presets
 
     p.add_argument("--video", action="append", default=[], metavar="PATH",
-                   help="video file, frame folder, episode tree or JPEG cache (repeatable)")
+                   help="video file, frame folder, episode tree, LeRobot dataset or JPEG cache (repeatable)")
+    p.add_argument("--camera", action="append", default=[], metavar="NAME",
+                   help="robot-log camera to train on, by the log's name (repeatable; default: every RGB camera)")
     p.add_argument("--preset", choices=available_presets(),
                    help="cpu-tiny (ViT-Ti/16 96px, CPU), gpu (ViT-S/16 224px, one GPU), paper (4 GPUs); default: gpu if CUDA else cpu-tiny")
     p.add_argument("--config", metavar="YAML", help="config file overlaid on the preset")
@@ -78,6 +80,8 @@ def build_config_from_args(args: argparse.Namespace):
             overrides[key] = value
     if args.video:
         overrides["data.videos"] = list(args.video)
+    if args.camera:
+        overrides["data.cameras"] = list(args.camera)
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
@@ -90,6 +94,8 @@ def build_config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    import shlex
+
     import yaml
 
     from vidistill.errors import VidistillError
@@ -103,5 +109,5 @@ def run(args: argparse.Namespace) -> int:
     from vidistill.train.trainer import train
 
     run_dir = train(cfg)
-    print(f"run folder: {run_dir}\nnext: vidistill export {run_dir} --onnx")  # noqa: T201 - CLI output
+    print(f"run folder: {run_dir}\nnext: vidistill export {shlex.quote(str(run_dir))} --onnx")  # noqa: T201 - CLI output
     return 0

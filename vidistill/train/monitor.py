@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from vidistill.errors import VidistillError
+
 log = logging.getLogger(__name__)
 
 
@@ -58,6 +60,18 @@ class CollapseDetector:
         return collapsed
 
 
+def tensorboard_writer() -> type:
+    """TensorBoard's ``SummaryWriter``, or a clear error when the package is missing (checked
+    before training starts, so nothing is half-written)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise VidistillError(
+            "--tensorboard needs the tensorboard package: pip install 'vidistill[tb]' (or drop --tensorboard)"
+        ) from None
+    return SummaryWriter
+
+
 class RunLogger:
     """``log.jsonl`` (one JSON object per step; appended across resumes) and TensorBoard."""
 
@@ -66,13 +80,7 @@ class RunLogger:
         self._file = open(self.path, "a", buffering=1)  # noqa: SIM115 - closed in close()
         self._tb = None
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as e:
-                raise RuntimeError(
-                    "TensorBoard logging needs the tensorboard package: pip install 'vidistill[tb]'"
-                ) from e
-            self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+            self._tb = tensorboard_writer()(log_dir=str(Path(run_dir) / "tensorboard"))
 
     def write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record) + "\n")
