@@ -89,23 +89,34 @@ def test_step0_teacher_and_student_are_the_init(video_file, inits, family, tmp_p
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_vit_family_trains_and_resumes_from_its_checkpoint_not_the_init(video_file, inits, family, tmp_path):
+def test_vit_family_trains_and_resumes_from_its_checkpoint_not_the_init(
+    video_file, family, tmp_path, monkeypatch
+):
     arch = FAMILIES[family][0]
-    init = tmp_path / "init"
-    save_tiny(init, arch, FAMILIES[family][1])
+    init = save_tiny(tmp_path / "init", arch, FAMILIES[family][1])
     out = tmp_path / "run"
-    assert main([*train_args(video_file, out, family), "--init", str(init)]) == 0
+    args = [*train_args(video_file, out, family, steps=3), "--checkpoint-every", "2", "--init", str(init)]
+    # Interrupt the run after its checkpoint at step 2 (as Ctrl-C would).
+    step_once = Trainer.train_step
+
+    def interrupted_at_step_3(self, batch, step):
+        if step == 2:
+            raise KeyboardInterrupt
+        return step_once(self, batch, step)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_at_step_3)
+    assert main(args) == 130
+    monkeypatch.setattr(Trainer, "train_step", step_once)
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["model"]["arch"] == arch and saved["model"]["init"] == str(init)
     assert saved["model"]["model_args"]["embed_dim"] == 64 and "img_size" not in saved["model"]["model_args"]
-    assert len(read_log(out)) == 2
+    assert [r["step"] for r in read_log(out)] == [1, 2]
     # Resume: the init may be gone; the weights and the architecture come from the run.
     for f in init.iterdir():
         f.unlink()
     init.rmdir()
-    assert main([*train_args(video_file, out, family, steps=3), "--init", str(init)]) == 0
-    log = read_log(out)
-    assert [r["step"] for r in log] == [1, 2, 3]
+    assert main(args) == 0
+    assert [r["step"] for r in read_log(out)] == [1, 2, 3]
     state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert state["progress"]["step"] == 3
     assert state["contract"]["model_name"] == arch and state["contract"]["model_args"]["embed_dim"] == 64
