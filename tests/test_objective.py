@@ -15,8 +15,8 @@ from vidistill.objective import (
     NextFrameDistillation,
     soft_cross_entropy,
     teacher_probs,
-    teacher_temperature,
 )
+from vidistill.train.schedules import teacher_temperature
 
 TAU_S, TAU_T = 0.1, 0.04
 

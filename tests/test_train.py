@@ -167,7 +167,7 @@ def test_bad_inputs_give_clear_errors(videos, tmp_path):
 
 
 def test_schedules_follow_dino_and_take_fractional_epochs_for_short_runs():
-    from vidistill.train.trainer import Schedules
+    from vidistill.train.schedules import Schedules
 
     cfg = build_config("cpu-tiny", overrides={
         "optim.base_lr": 1e-3, "optim.warmup_epochs": 0.5, "optim.freeze_last_layer_epochs": 0.25,
@@ -179,6 +179,11 @@ def test_schedules_follow_dino_and_take_fractional_epochs_for_short_runs():
     assert sch.lr[0] == 0.0 and max(sch.lr) == pytest.approx(1e-3) and sch.lr.index(max(sch.lr)) == 10
     assert sch.lr[-1] < 1e-4  # cosine decay over the steps the run will actually take
     assert sch.momentum[0] == pytest.approx(0.99) and sch.momentum[-1] > 0.999
+    assert sch.last_layer_frozen(4) and not sch.last_layer_frozen(5)
+    cfg.optim.warmup_teacher_temp, cfg.optim.teacher_temp, cfg.optim.warmup_teacher_temp_epochs = 0.04, 0.07, 1
+    temps = Schedules.build(cfg, steps_per_epoch=20, world_size=1).teacher_temp
+    assert len(temps) == 40 and temps[0] == pytest.approx(0.04) and temps[10] == pytest.approx(0.055)
+    assert temps[20:] == [pytest.approx(0.07)] * 20  # DINO: warm-up, then constant
 
 
 def test_a_second_train_on_the_same_run_folder_is_refused_naming_the_holder(videos, tmp_path):
