@@ -15,8 +15,8 @@ from vidistill.objective import (
     NextFrameDistillation,
     soft_cross_entropy,
     teacher_probs,
-    teacher_temperature,
 )
+from vidistill.train.schedules import teacher_temperature
 
 TAU_S, TAU_T = 0.1, 0.04
 
@@ -226,3 +226,27 @@ def test_head_last_layer_keeps_nn_linear_default_init_like_dino():
     bound = 1 / math.sqrt(256)  # nn.Linear: kaiming_uniform(a=√5) = U(−1/√in, 1/√in)
     assert v.abs().max() <= bound
     assert v.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02)
+
+
+@pytest.mark.parametrize(("objective", "delta"), [("dino", 0), ("dino", 5)])
+def test_every_table1_row_shows_the_student_as_many_views_as_the_method(objective, delta):
+    """The DINO baselines' student sees 2 globals + (K−1)·L locals, the method's 2 + (K−1)·L."""
+    import numpy as np
+
+    from vidistill.data.views import build_views, clip_frames
+    from vidistill.objective import build_objective
+
+    def student_views_per_clip(cfg) -> int:
+        frames = [np.full((64, 64, 3), 40 * i, np.uint8) for i in range(clip_frames(cfg)[0])]
+        sample = build_views(cfg, color=False)(frames, np.random.default_rng(0))
+        student = Student(cfg)
+        seen = _frames_seen(student.backbone)
+        build_objective(cfg)(student, Teacher(student), sample.globals[None], sample.locals[None], TAU_T)
+        return sum(x.shape[0] for x in seen)
+
+    base = {"data.global_size": 32, "data.local_size": 16, "model.out_dim": 64, "data.pre_crop": False}
+    method = build_config("cpu-tiny", overrides=base)
+    baseline = build_config("cpu-tiny", overrides={**base, "objective": objective, "data.time_aug_delta": delta})
+    d = method.data
+    assert student_views_per_clip(method) == (d.num_frames - 1) + (d.num_frames - 1) * d.num_local == 12
+    assert student_views_per_clip(baseline) == 12

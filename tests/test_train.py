@@ -167,7 +167,7 @@ def test_bad_inputs_give_clear_errors(videos, tmp_path):
 
 
 def test_schedules_follow_dino_and_take_fractional_epochs_for_short_runs():
-    from vidistill.train.trainer import Schedules
+    from vidistill.train.schedules import Schedules
 
     cfg = build_config("cpu-tiny", overrides={
         "optim.base_lr": 1e-3, "optim.warmup_epochs": 0.5, "optim.freeze_last_layer_epochs": 0.25,
@@ -179,6 +179,11 @@ def test_schedules_follow_dino_and_take_fractional_epochs_for_short_runs():
     assert sch.lr[0] == 0.0 and max(sch.lr) == pytest.approx(1e-3) and sch.lr.index(max(sch.lr)) == 10
     assert sch.lr[-1] < 1e-4  # cosine decay over the steps the run will actually take
     assert sch.momentum[0] == pytest.approx(0.99) and sch.momentum[-1] > 0.999
+    assert sch.last_layer_frozen(4) and not sch.last_layer_frozen(5)
+    cfg.optim.warmup_teacher_temp, cfg.optim.teacher_temp, cfg.optim.warmup_teacher_temp_epochs = 0.04, 0.07, 1
+    temps = Schedules.build(cfg, steps_per_epoch=20, world_size=1).teacher_temp
+    assert len(temps) == 40 and temps[0] == pytest.approx(0.04) and temps[10] == pytest.approx(0.055)
+    assert temps[20:] == [pytest.approx(0.07)] * 20  # DINO: warm-up, then constant
 
 
 def test_a_second_train_on_the_same_run_folder_is_refused_naming_the_holder(videos, tmp_path):
@@ -233,3 +238,30 @@ def test_resume_refuses_a_changed_batch_or_video_set_naming_what_changed(videos,
     # Unchanged settings: the finished run is found and left alone.
     assert train(tiny_config(videos[:1], out, **{"train.max_steps": 2})) == out
     assert len(read_log(out)) == 2
+
+
+def test_collapse_watch_warns_when_targets_stay_near_uniform_for_long(caplog):
+    """The stream the sample robot log gives cpu-tiny: [CLS] entropy 0.84-0.87*log K, KL 0.4."""
+    import logging
+    import math
+
+    from vidistill.train.monitor import CollapseDetector
+
+    log_k = math.log(4096)
+    watch = CollapseDetector(4096)
+    with caplog.at_level(logging.WARNING, logger="vidistill.train.monitor"):
+        for step in range(1, 601):
+            near_uniform = step > 150
+            record = {
+                "dense/teacher_entropy": 0.45 * log_k, "dense/kl": 1.2,  # healthy all along
+                "global/teacher_entropy": (0.86 if near_uniform else 0.5 + 0.002 * (step % 7)) * log_k,
+                "global/kl": 0.4,
+            }
+            assert watch.update(record, step) is False  # never "collapsed" by the strict rule
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings and all("the global branch" in w for w in warnings)  # the dense branch is quiet
+    assert "near-uniform for 100 steps (since step 151)" in warnings[0]
+    assert "0.86*log(out_dim)" in warnings[0] and "KL to the student 0.4" in warnings[0]
+    assert "teacher temperature" in warnings[0] and "optim.momentum_teacher" in warnings[0]
+    # Repeated as the streak doubles (100, 200, 400 steps), not every step.
+    assert [w.split("near-uniform for ")[1].split(" ")[0] for w in warnings] == ["100", "200", "400"]

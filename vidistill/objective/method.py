@@ -63,7 +63,8 @@ class FrameDINO(nn.Module):
     """Plain DINO on frames (with or without pre-crop, or time-aug): the Table 1 baselines.
 
     Teacher: the two global views' [CLS]. Student: both global views and the local views'
-    [CLS], no predictor. Same model, same head, same number of student views as the method.
+    [CLS], no predictor. Same model, same head, and as many student views as the method:
+    2 globals + (K−1)·L locals (``DataConfig.frame_dino_num_local``).
     """
 
     def __init__(self, cfg: Config):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,7 +22,8 @@ from vidistill.config import Config, Objective, config_from_dict
 from vidistill.data import build_dataloader
 from vidistill.errors import CheckpointError, TrainingError, VidistillError
 from vidistill.model import Student, Teacher, update_teacher
-from vidistill.objective import build_objective, teacher_temperature
+from vidistill.model.pretrained import load_init, prepare_model_config, saved_run_config
+from vidistill.objective import build_objective
 from vidistill.train.distributed import (
     DistributedContext,
     broadcast_flag,
@@ -38,7 +38,7 @@ from vidistill.train.optimizer import (
     set_hyperparameters,
 )
 from vidistill.train.run_lock import RunFolderBusy, RunLock
-from vidistill.train.schedules import cosine_schedule
+from vidistill.train.schedules import Schedules
 
 log = logging.getLogger(__name__)
 
@@ -76,34 +76,6 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
-@dataclass
-class Schedules:
-    lr: list[float]
-    weight_decay: list[float]
-    momentum: list[float]
-    teacher_temp_warmup_steps: int
-    freeze_last_layer_steps: int
-    total_steps: int
-
-    @classmethod
-    def build(cls, cfg: Config, steps_per_epoch: int, world_size: int) -> Schedules:
-        o = cfg.optim
-        total = cfg.train.max_steps or o.epochs * steps_per_epoch
-        lr = o.base_lr * (o.batch_size * world_size / 256.0 if o.scale_lr else 1.0)
-
-        def steps(epochs: float) -> int:
-            return round(epochs * steps_per_epoch)
-
-        return cls(
-            lr=cosine_schedule(lr, o.min_lr, total, steps(o.warmup_epochs)),
-            weight_decay=cosine_schedule(o.weight_decay, o.weight_decay_end, total),
-            momentum=cosine_schedule(o.momentum_teacher, 1.0, total),
-            teacher_temp_warmup_steps=min(steps(o.warmup_teacher_temp_epochs), total),
-            freeze_last_layer_steps=steps(o.freeze_last_layer_epochs),
-            total_steps=total,
-        )
-
-
 class Trainer:
     def __init__(self, cfg: Config, ctx: DistributedContext):
         self.cfg, self.ctx = cfg, ctx
@@ -111,6 +83,8 @@ class Trainer:
         self.run_dir = Path(cfg.train.output)
         self.ckpt_path = self.run_dir / CHECKPOINT_NAME
 
+        # The init (--init) decides the architecture and crop sizes; resuming, weights come from the checkpoint.
+        init = prepare_model_config(cfg, saved_run_config(self.run_dir))
         # The data decide where a step falls in an epoch and how long the schedules are; they
         # are known before a checkpoint is read, so a resume can check they have not changed.
         self.loader, self.sampler = build_dataloader(cfg, rank=ctx.rank, world_size=ctx.world_size)
@@ -126,6 +100,8 @@ class Trainer:
         # Same seed on every rank for the initial weights (DDP also broadcasts rank 0's).
         torch.manual_seed(cfg.train.seed)
         self.student = Student(cfg).to(self.device)
+        if init is not None:
+            load_init(self.student.backbone, init, cfg.data.global_size)  # the teacher copies it
         self.teacher = Teacher(self.student).to(self.device)
         self.objective = build_objective(cfg).to(self.device)
         self.optimizer = build_optimizer(self.student)
@@ -246,8 +222,7 @@ class Trainer:
     def train_step(self, batch, step: int) -> dict[str, float]:
         sch = self.schedules
         set_hyperparameters(self.optimizer, sch.lr[step], sch.weight_decay[step])
-        o = self.cfg.optim
-        tau_t = teacher_temperature(step, sch.teacher_temp_warmup_steps, o.warmup_teacher_temp, o.teacher_temp)
+        tau_t = sch.teacher_temp[step]
         globals_ = batch.globals.to(self.device, non_blocking=True)
         locals_ = batch.locals.to(self.device, non_blocking=True)
 
@@ -268,8 +243,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
-        clip_gradients_per_parameter(self.student, o.clip_grad)
-        if step < sch.freeze_last_layer_steps:
+        clip_gradients_per_parameter(self.student, self.cfg.optim.clip_grad)
+        if sch.last_layer_frozen(step):
             cancel_last_layer_gradients(self.student.head)
         self.scaler.step(self.optimizer)
         self.scaler.update()
