@@ -121,7 +121,7 @@ class ModelConfig:
     )
     init: str = option(
         "", "starting weights: timm name with a pretrained tag, hub folder, .safetensors, or a "
-        "vidistill run/export (\"\" = random init)",
+        "vidistill run/export (\"\" = random init); the architecture comes from it", flag="init",
     )
     drop_path: float = option(0.1, "stochastic depth of the student (the teacher has none)")
     # 65536 (DINO's [CLS] size) on every patch token is costly: README "Presets" has the table.
@@ -200,8 +200,8 @@ class Config:
             raise ValueError("num_frames (K) must be >= 2 for the next-frame objective")
         if self.data.frame_stride < 1:
             raise ValueError("frame_stride (Δ) must be >= 1")
-        if self.data.global_size % 16 and self.data.global_size % 8:
-            raise ValueError("global_size must be a multiple of the patch size")
+        if min(self.data.global_size, self.data.local_size) < 1:
+            raise ValueError("global_size and local_size must be positive (the trainer fits them to the patch size)")
         for key, f in config_fields(self):
             value = self.get(key)
             if f.metadata.get("choices") and value not in f.metadata["choices"]:

@@ -22,6 +22,7 @@ from vidistill.config import Config, Objective, config_from_dict
 from vidistill.data import build_dataloader
 from vidistill.errors import CheckpointError, TrainingError, VidistillError
 from vidistill.model import Student, Teacher, update_teacher
+from vidistill.model.pretrained import load_init, prepare_model_config, saved_run_config
 from vidistill.objective import build_objective
 from vidistill.train.distributed import (
     DistributedContext,
@@ -82,6 +83,8 @@ class Trainer:
         self.run_dir = Path(cfg.train.output)
         self.ckpt_path = self.run_dir / CHECKPOINT_NAME
 
+        # The init (--init) decides the architecture and crop sizes; resuming, weights come from the checkpoint.
+        init = prepare_model_config(cfg, saved_run_config(self.run_dir))
         # The data decide where a step falls in an epoch and how long the schedules are; they
         # are known before a checkpoint is read, so a resume can check they have not changed.
         self.loader, self.sampler = build_dataloader(cfg, rank=ctx.rank, world_size=ctx.world_size)
@@ -97,6 +100,8 @@ class Trainer:
         # Same seed on every rank for the initial weights (DDP also broadcasts rank 0's).
         torch.manual_seed(cfg.train.seed)
         self.student = Student(cfg).to(self.device)
+        if init is not None:
+            load_init(self.student.backbone, init, cfg.data.global_size)  # the teacher copies it
         self.teacher = Teacher(self.student).to(self.device)
         self.objective = build_objective(cfg).to(self.device)
         self.optimizer = build_optimizer(self.student)
