@@ -81,6 +81,10 @@ class DataConfig:
     cameras: list[str] = option(
         default_factory=list, help="robot-log camera names to train on ([] = every RGB camera)"
     )
+    fps: float = option(
+        0.0, "frame rate of logs that store none (HDF5); 0 = unknown. Labels only: strides count frames",
+        flag="fps",
+    )
     num_frames: int = option(3, "K, frames per clip", flag="num-frames")
     frame_stride: int = option(30, "Δ, frames between consecutive clip frames", flag="frame-stride")
     clip_stride: int = option(1, "keep every n-th valid clip start (subsampling for long logs)")
@@ -200,6 +204,8 @@ class Config:
             raise ValueError("num_frames (K) must be >= 2 for the next-frame objective")
         if self.data.frame_stride < 1:
             raise ValueError("frame_stride (Δ) must be >= 1")
+        if self.data.fps < 0:
+            raise ValueError(f"fps must be >= 0 (0 = unknown), got {self.data.fps}")
         if min(self.data.global_size, self.data.local_size) < 1:
             raise ValueError("global_size and local_size must be positive (the trainer fits them to the patch size)")
         for key, f in config_fields(self):
