@@ -2,9 +2,10 @@
 ``dtype: image`` features (a Hugging Face ``Image`` struct ``{bytes, path}``). One source is one
 episode's contiguous rows of one column.
 
-Random access reads the row group holding the frame (parquet's unit of I/O; LeRobot writes a few
-hundred rows per group) and keeps the last one decoded from parquet, so a clip's K frames cost one
-row-group read and K image decodes (OpenCV). The parquet file is opened lazily in each process.
+Random access reads the row group holding the frame (parquet's unit of I/O; Hugging Face datasets,
+which LeRobot writes with, puts 100 image rows in a group) and keeps the last two groups read as
+Arrow arrays (no copy of the other rows' bytes), so a clip's K frames cost one or two row-group
+reads and K image decodes (OpenCV). The parquet file is opened lazily in each process.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class ParquetImageSource(VideoSource):
         if first is None:
             raise VideoError(f"{path}: the first image of {column} (row {start}) is not a readable image")
         self.native_size = (first.shape[1], first.shape[0])
-        head = self._group_bytes[self.start - int(self._group_starts[self._group])] or b""
+        group = int(np.searchsorted(self._group_starts, self.start, side="right")) - 1
+        head = self._row_group(group)[self.start - int(self._group_starts[group])].as_py() or b""
         self.codec = "png" if head.startswith(b"\x89PNG") else "jpeg" if head.startswith(b"\xff\xd8") else "image"
         self.close()  # nothing stays open in the process that builds the dataset
 
@@ -71,14 +73,13 @@ class ParquetImageSource(VideoSource):
         return {**super().describe(), "codec": f"{self.codec} in parquet"}
 
     def _process_local(self) -> tuple[str, ...]:
-        return (*super()._process_local(), "_parquet", "_pid", "_group", "_group_bytes")
+        return (*super()._process_local(), "_parquet", "_pid", "_groups")
 
     def _reset_process_state(self) -> None:
         super()._reset_process_state()
         self._parquet: Any = None
         self._pid = -1
-        self._group = -1
-        self._group_bytes: list[bytes | None] = []
+        self._groups: dict[int, Any] = {}  # row group -> its image bytes (an Arrow array), last two read
 
     def _file(self) -> Any:
         if self._parquet is None or self._pid != os.getpid():
@@ -88,26 +89,31 @@ class ParquetImageSource(VideoSource):
                 self._parquet = pq.ParquetFile(self.path)
             except Exception as e:
                 raise VideoError(f"{self.path}: unreadable data file ({e})") from None
-            self._pid, self._group = os.getpid(), -1
+            self._pid, self._groups = os.getpid(), {}
         return self._parquet
 
     def close(self) -> None:
-        self._parquet, self._group, self._group_bytes = None, -1, []
+        self._parquet, self._groups = None, {}
+
+    def _row_group(self, group: int) -> Any:
+        if group not in self._groups:
+            table = self._file().read_row_group(group, columns=[self.column])
+            column = table.column(0).combine_chunks()
+            if len(self._groups) >= 2:
+                self._groups.pop(next(iter(self._groups)))
+            self._groups[group] = column.field("bytes") if hasattr(column, "field") else column
+        return self._groups[group]
 
     def _decode(self, index: int) -> np.ndarray | None:
         row = self.start + index
         group = int(np.searchsorted(self._group_starts, row, side="right")) - 1
-        if group != self._group:
-            try:
-                table = self._file().read_row_group(group, columns=[self.column])
-            except VideoError:
-                raise
-            except Exception:  # a damaged row group: its frames are bad frames
-                return None
-            column = table.column(0).combine_chunks()
-            values = column.field("bytes") if hasattr(column, "field") else column
-            self._group, self._group_bytes = group, values.to_pylist()
-        data = self._group_bytes[row - int(self._group_starts[group])]
+        try:
+            values = self._row_group(group)
+        except VideoError:
+            raise
+        except Exception:  # a damaged row group: its frames are bad frames
+            return None
+        data = values[row - int(self._group_starts[group])].as_py()
         if not data:
             return None
         return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
