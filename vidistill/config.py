@@ -56,8 +56,6 @@ class Objective(str, enum.Enum):
         return self is Objective.DINO
 
 
-OBJECTIVES = tuple(o.value for o in Objective)
-
 
 def option(default: Any = dataclasses.MISSING, help: str = "", flag: str = "", choices: Sequence[str] = (),
            **kwargs: Any) -> Any:

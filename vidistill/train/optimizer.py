@@ -7,7 +7,9 @@ from torch import nn
 
 
 def param_groups(model: nn.Module) -> list[dict]:
-    """Weight decay on weight matrices only; biases, norms and tokens (1-D params) get none."""
+    """DINO's ``get_params_groups``: no weight decay on 1-D parameters (biases, norm scales);
+    everything else is decayed, including the [CLS]/register tokens and the position
+    embeddings, which are 3-D tensors (DINO decays them too)."""
     decay, no_decay = [], []
     for _, p in model.named_parameters():
         if not p.requires_grad:
