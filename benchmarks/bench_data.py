@@ -17,7 +17,10 @@ training, cpu-tiny sizes: K=3, Δ=30, 96/48 px views, a generated textured scene
 * ``decoder <lib> <codec>``: the bare decoder reading a clip's K frames by seeking (``pyav``: our
   VideoFileSource; ``opencv``: ``CAP_PROP_POS_FRAMES`` + ``read``), and the fraction of frames
   that equal the sequential decode (``exact``). OpenCV 5.0's wheel decodes 0 AV1 frames;
-* ``loader, 2 workers``: batches/s of the real DataLoader from the cache (full mode only).
+* ``loader, 2 workers``: batches/s of the real DataLoader from the cache (full mode only);
+* ``log frames <format>``: the same from robot logs (``write_robot_logs``): ROS 1 bags (raw rgb8,
+  JPEG CompressedImage), rosbag2 mcap and sqlite3 (raw rgb8), HDF5 robomimic (gzip), ALOHA raw
+  and ALOHA JPEG-padded; ``open_ms_per_frame``: discovery's cost (ROS bags index every message).
 
     python benchmarks/bench_data.py            # quick
     python benchmarks/bench_data.py --full
@@ -183,6 +186,101 @@ def _time_per_clip(fn, clips: list[int], repeats: int) -> float:
     return statistics.median(times)
 
 
+# ====================================================================== robot log formats
+LOG_FRAMES = 300  # per log: enough for K=3, Δ=30 clips; raw 640x480 bags stay ~280 MB each
+
+
+def write_robot_logs(folder: Path, num_frames: int, size: tuple[int, int]) -> dict[str, Path]:
+    """The scene as robot logging stacks record it: ROS bags (rosbags' writers) and HDF5 episodes
+    (h5py, in robomimic's and ALOHA's layouts). Formats whose library is missing are left out."""
+    logs: dict[str, Path] = {}
+    frames = list(scene(num_frames, size))
+    jpegs = [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].ravel()
+             for f in frames]
+    try:
+        from rosbags.rosbag1 import Writer as Ros1Writer
+        from rosbags.rosbag2 import StoragePlugin
+        from rosbags.rosbag2 import Writer as Ros2Writer
+        from rosbags.typesys import Stores, get_typestore
+    except ImportError:
+        pass
+    else:
+        def messages(ts, compressed: bool):
+            t = ts.types
+            for i in range(num_frames):
+                stamp = t["builtin_interfaces/msg/Time"](sec=i // 30, nanosec=(i % 30) * 33_333_333)
+                header = t["std_msgs/msg/Header"](
+                    **({"seq": i} if "seq" in t["std_msgs/msg/Header"].__dataclass_fields__ else {}),
+                    stamp=stamp, frame_id="cam")
+                if compressed:
+                    yield i, "sensor_msgs/msg/CompressedImage", t["sensor_msgs/msg/CompressedImage"](
+                        header=header, format="rgb8; jpeg compressed bgr8", data=jpegs[i])
+                else:
+                    h, w = frames[i].shape[:2]
+                    yield i, "sensor_msgs/msg/Image", t["sensor_msgs/msg/Image"](
+                        header=header, height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3,
+                        data=frames[i].ravel())
+
+        ros1 = get_typestore(Stores.ROS1_NOETIC)
+        for label, compressed in (("ros1 rgb8", False), ("ros1 jpeg", True)):
+            path = folder / f"{label.replace(' ', '_')}.bag"
+            with Ros1Writer(path) as bag:
+                conn = None
+                for i, msgtype, msg in messages(ros1, compressed):
+                    conn = conn or bag.add_connection("/camera/image", msgtype, typestore=ros1)
+                    bag.write(conn, 10**9 + i * 33_333_333, ros1.serialize_ros1(msg, msgtype))
+            logs[f"rosbag {label}"] = path
+        ros2 = get_typestore(Stores.ROS2_HUMBLE)
+        for storage, plugin in (("mcap", StoragePlugin.MCAP), ("sqlite3", StoragePlugin.SQLITE3)):
+            path = folder / f"ros2_{storage}"
+            with Ros2Writer(path, version=9, storage_plugin=plugin) as bag:
+                conn = None
+                for i, msgtype, msg in messages(ros2, compressed=False):
+                    conn = conn or bag.add_connection("/camera/image", msgtype, typestore=ros2)
+                    bag.write(conn, 10**9 + i * 33_333_333, ros2.serialize_cdr(msg, msgtype))
+            logs[f"rosbag ros2 {storage} rgb8"] = path
+    try:
+        import h5py
+    except ImportError:
+        return logs
+    stack = np.stack(frames)
+    with h5py.File(folder / "robomimic.hdf5", "w") as f:  # robomimic: gzip, h5py's own chunking
+        f.create_dataset("data/demo_0/obs/agentview_image", data=stack, compression="gzip")
+    logs["hdf5 robomimic gzip"] = folder / "robomimic.hdf5"
+    with h5py.File(folder / "aloha_raw.hdf5", "w") as f:  # ALOHA: one chunk per frame
+        f.create_dataset("observations/images/cam_high", data=stack, chunks=(1, *stack.shape[1:]))
+    logs["hdf5 aloha raw"] = folder / "aloha_raw.hdf5"
+    padded = np.zeros((num_frames, max(len(j) for j in jpegs)), np.uint8)
+    for i, j in enumerate(jpegs):
+        padded[i, : len(j)] = j
+    with h5py.File(folder / "aloha_jpeg.hdf5", "w") as f:  # ALOHA compressed: zero-padded JPEG bytes
+        f.create_dataset("observations/images/cam_high", data=padded, chunks=(1, padded.shape[1]))
+        f.create_dataset("compress_len", data=np.array([[len(j) for j in jpegs]], np.float32))
+    logs["hdf5 aloha jpeg-padded"] = folder / "aloha_jpeg.hdf5"
+    return logs
+
+
+def robot_log_rows(folder: Path, size: tuple[int, int], num_clips: int, repeats: int, base: float) -> list[dict]:
+    """Per-clip frame loading from each robot log format (one open reader, shuffled clips) against
+    the JPEG floor ``base``, and what opening the log costs (ROS bags index every image message)."""
+    rows: list[dict] = []
+    for label, path in write_robot_logs(folder, LOG_FRAMES, size).items():
+        t0 = time.perf_counter()
+        ds = build_dataset(build_config("cpu-tiny", overrides={"data.num_workers": 0, "data.videos": [str(path)]}))
+        open_s = time.perf_counter() - t0
+        clips = np.random.default_rng(0).permutation(len(ds))[:num_clips].tolist()
+        sec = _time_per_clip(ds.frames, clips, repeats)
+        rows.append({
+            "bench": "data", "case": f"log frames {label}", "ms_per_clip": round(sec * 1e3, 3),
+            "clips_per_s": round(1.0 / sec, 1), "x_floor": round(sec / base, 2),
+            "open_ms_per_frame": round(open_s * 1e3 / LOG_FRAMES, 3),
+            "log": f"{size[0]}x{size[1]}, {LOG_FRAMES} frames",
+        })
+        for src in ds.sources:
+            src.close()
+    return rows
+
+
 def run(quick: bool = True, size: tuple[int, int] | None = None) -> list[dict]:
     num_frames, num_clips, repeats = (300, 60, 3) if quick else (1800, 300, 5)
     size = size or (SIZE if quick else FULL_SIZE)
@@ -246,6 +344,7 @@ def run(quick: bool = True, size: tuple[int, int] | None = None) -> list[dict]:
             })
         for label, *_ in CODECS:
             rows += decoder_rows(videos[label], label, ds_cache.index, clips, repeats)
+        rows += robot_log_rows(Path(tmp), size, num_clips, repeats, base)
         rows.append({
             "bench": "data", "case": "extract (1 process)", "ms_per_clip": None,
             "clips_per_s": None, "x_floor": None, "frames_per_s": round(num_frames / extract_s, 1),
@@ -279,7 +378,8 @@ def print_table(rows: list[dict]) -> None:
             print(f"{r['case']:52s} {detail:>38s} {exact}")
             continue
         xf = f"{r['x_floor']:8.2f}" if r.get("x_floor") is not None else f"{'':8s}"
-        print(f"{r['case']:52s} {r['ms_per_clip']:9.3f} {r['clips_per_s']:9.1f} {xf} {exact}")
+        opening = f"  open {r['open_ms_per_frame']:.2f} ms/frame" if "open_ms_per_frame" in r else ""
+        print(f"{r['case']:52s} {r['ms_per_clip']:9.3f} {r['clips_per_s']:9.1f} {xf} {exact}{opening}")
 
 
 def main() -> None:

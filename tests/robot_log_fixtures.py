@@ -182,7 +182,7 @@ def write_robomimic(path: Path, lengths: Sequence[int], cameras: Sequence[str] =
             for c, cam in enumerate(cameras):
                 stream = rank * len(cameras) + c
                 images = np.stack([frame(stream, i) for i in range(n)])
-                obs.create_dataset(cam, data=images, compression="gzip", chunks=(1, H, W, 3))
+                obs.create_dataset(cam, data=images, compression="gzip")  # h5py chunks, as robomimic
             obs.create_dataset("agentview_depth", data=np.ones((n, H, W, 1), np.float32))
         mask = f.create_group("mask")
         mask.create_dataset("train", data=np.array([f"demo_{i}".encode() for i in ids]))

@@ -158,6 +158,14 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "vidistill", *args], capture_output=True, text=True, timeout=300)
 
 
+def test_cli_info_on_hdf5(robomimic):
+    r = run_cli("info", str(robomimic))
+    assert r.returncode == 0, r.stderr
+    for text in ("hdf5 robomimic", "sources: 6", "episodes: 3", "agentview_image", "robot0_eye_in_hand_image",
+                 "64x48", "raw uint8", "demo_10/obs/agentview_depth: depth map"):
+        assert text in r.stdout, text
+
+
 def test_cli_extract_hdf5_to_the_jpeg_cache(tmp_path, frame_code):
     episode = write_aloha(tmp_path / "episode_0.hdf5", 20, compressed=True)
     cache = tmp_path / "cache"

@@ -177,6 +177,16 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "vidistill", *args], capture_output=True, text=True, timeout=300)
 
 
+def test_cli_info_on_a_bag(bags):
+    r = run_cli("info", str(bags["sqlite3"]))
+    assert r.returncode == 0, r.stderr
+    for text in ("rosbag ROS 2 sqlite3", "episodes: 1", COLOR, JPEG, "rgb8", "jpeg", "64x48",
+                 f"{DEPTH}: depth images (16UC1)"):
+        assert text in r.stdout, text
+    r = run_cli("info", str(bags["ros1"]), "--camera", DEPTH)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "cannot be used: depth images" in r.stderr
+
+
 def test_cli_extract_a_bag_to_the_jpeg_cache(bags, tmp_path, frame_code):
     cache = tmp_path / "cache"
     r = run_cli("extract", "--video", str(bags["ros1"]), "--output", str(cache), "--workers", "1", "--no-progress")
@@ -184,6 +194,11 @@ def test_cli_extract_a_bag_to_the_jpeg_cache(bags, tmp_path, frame_code):
     sources = discover_sources([cache])
     assert [(s.kind, s.camera, len(s)) for s in sources] == [("cache", COLOR, 30), ("cache", JPEG, 24)]
     assert frame_code(sources[0].read(17)) == code(0, 17) and frame_code(sources[1].read(23)) == code(1, 23)
+    one = tmp_path / "one_camera"
+    r = run_cli("extract", "--video", str(bags["bare_mcap"]), "--camera", JPEG, "--output", str(one),
+                "--workers", "1", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert [(s.camera, len(s)) for s in discover_sources([one])] == [(JPEG, 24)]
 
 
 def test_cli_bad_bag_is_a_clear_error(tmp_path):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,18 +43,56 @@ log = logging.getLogger(__name__)
 
 H5_EXTENSIONS = (".hdf5", ".h5")
 MAX_OPEN_FILES = 8
-# Chunk cache per open file: robomimic compresses (gzip) chunks that often span several frames;
-# the default 1 MiB cache would decompress a chunk again for each frame of a clip.
-CHUNK_CACHE_BYTES = 16 * 1024**2
-CHUNK_CACHE_SLOTS = 10007  # a prime well above the number of chunks that fit (h5py's advice)
+MAX_OPEN_DATASETS = 4  # per open file; each keeps its own chunk cache
+# robomimic writes gzip with h5py's automatic chunks, which span many frames (84x84 images:
+# (50, 21, 21, 1)): reading one frame decompresses 50. A dataset whose chunks span frames keeps a
+# chunk cache holding all of it when it fits (a robomimic demo at 84x84: ~4 MB), else one slab of
+# chunks across the frame axis, so the other frames of a clip (and a sequential extract) reuse
+# what was decompressed; its dataset object stays open between reads (the cache lives in it).
+MAX_CHUNK_CACHE = 32 * 1024**2
+CHUNK_CACHE_SLOTS = 10007  # a prime well above the number of chunks that fit (HDF5's advice)
 _IMREAD_RGB: int | None = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10
 _GREY_TO_RGB = {1: cv2.COLOR_GRAY2RGB, 4: cv2.COLOR_RGBA2RGB}
 
 
-def _open_file(path: str) -> Any:
-    import h5py
+def _chunk_cache_bytes(ds: Any) -> int:
+    """Chunk cache for a dataset: all of it if it fits, else one slab of chunks across the frame
+    axis (0: chunks of one frame, nothing to reuse)."""
+    if not ds.chunks or ds.chunks[0] <= 1 or ds.compression is None:
+        return 0
+    frame_bytes = int(np.prod(ds.shape[1:])) * ds.dtype.itemsize
+    whole = int(1.1 * ds.shape[0] * frame_bytes)
+    return whole if whole <= MAX_CHUNK_CACHE else min(MAX_CHUNK_CACHE, int(1.25 * ds.chunks[0] * frame_bytes))
 
-    return h5py.File(path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES, rdcc_nslots=CHUNK_CACHE_SLOTS)
+
+class _OpenFile:
+    """An open HDF5 file and the datasets read last (kept open: each holds its chunk cache)."""
+
+    def __init__(self, path: str):
+        import h5py
+
+        self._h5py = h5py
+        self.file = h5py.File(path, "r")
+        self._datasets: OrderedDict[str, Any] = OrderedDict()
+
+    def dataset(self, name: str) -> Any:
+        ds = self._datasets.get(name)
+        if ds is None:
+            ds = self.file[name]
+            cache = _chunk_cache_bytes(ds)
+            if cache:  # reopen with its own chunk cache (the file's default is 1 MiB)
+                dapl = self._h5py.h5p.create(self._h5py.h5p.DATASET_ACCESS)
+                dapl.set_chunk_cache(CHUNK_CACHE_SLOTS, cache, 1.0)
+                ds = self._h5py.Dataset(self._h5py.h5d.open(self.file.id, ds.name.encode(), dapl))
+            self._datasets[name] = ds
+        self._datasets.move_to_end(name)
+        while len(self._datasets) > MAX_OPEN_DATASETS:
+            self._datasets.popitem(last=False)
+        return ds
+
+    def close(self) -> None:
+        self._datasets.clear()
+        self.file.close()
 
 
 _OPEN = OpenFiles(MAX_OPEN_FILES)
@@ -79,7 +118,7 @@ class Hdf5Source(VideoSource):
 
     def _decode(self, index: int) -> np.ndarray | None:
         try:
-            item = np.asarray(_OPEN.get(self.path, _open_file)[self.dataset][index])
+            item = np.asarray(_OPEN.get(self.path, _OpenFile).dataset(self.dataset)[index])
         except (OSError, KeyError, ValueError):  # a damaged chunk: substituted by a neighbour
             return None
         if self.encoded:
@@ -251,6 +290,8 @@ def _open(path: Path, name: str, options: OpenOptions) -> Opened:
         fps = _fps(f, options)
         sources: list[VideoSource] = []
         for dataset, camera, episode in found.images:
+            if options.cameras and camera not in options.cameras:
+                continue
             ds = f[dataset]
             encoded = _is_encoded(ds)
             first = _first_frame(ds, encoded)
@@ -264,7 +305,8 @@ def _open(path: Path, name: str, options: OpenOptions) -> Opened:
             ))
     finally:
         f.close()
-    return Opened(sources, [f"{name}:{line}" for line in found.skipped])
+    cameras = list(dict.fromkeys(camera for _, camera, _ in found.images))
+    return Opened(sources, [f"{name}:{line}" for line in found.skipped], cameras, detail=layout)
 
 
 FORMAT = Format("hdf5", "an HDF5 episode file (.hdf5, .h5)", _claims, _open)

@@ -197,13 +197,14 @@ class _Topic:
                 self.size = (frame.shape[1], frame.shape[0])
 
 
-def _index_bag(path: Path) -> tuple[dict[str, _Topic], dict[str, str], bool]:
-    """(image topics, every topic -> its type, is ROS 1) by one pass over the image messages."""
+def _index_bag(path: Path, wanted: Callable[[str], bool]) -> tuple[dict[str, _Topic], dict[str, str], bool]:
+    """(the wanted image topics, every topic -> its type, is ROS 1) by one pass over the wanted
+    image topics' messages."""
     rosbags = _rosbags()
     try:
         with rosbags.highlevel.AnyReader([path]) as bag:
             everything = {name: info.msgtype or "?" for name, info in bag.topics.items()}
-            conns = [c for c in bag.connections if c.msgtype in ros_image.IMAGE_TYPES]
+            conns = [c for c in bag.connections if c.msgtype in ros_image.IMAGE_TYPES and wanted(c.topic)]
             topics = {c.topic: _Topic(c.msgtype) for c in conns}
             deserialize = _typestore(not bag.is2)
             for conn, stamp, data in bag.messages(connections=conns) if conns else ():  # () = all topics
@@ -216,7 +217,8 @@ def _index_bag(path: Path) -> tuple[dict[str, _Topic], dict[str, str], bool]:
         raise VideoError(f"{path}: not a readable ROS bag ({e})") from None
 
 
-def _index_salvage(path: Path) -> tuple[dict[str, _Topic], dict[str, str], mcap_salvage.Salvage]:
+def _index_salvage(path: Path, wanted: Callable[[str], bool]) -> tuple[dict[str, _Topic], dict[str, str],
+                                                                     mcap_salvage.Salvage]:
     """Like :func:`_index_bag` for a truncated MCAP, from the records before the cut."""
     try:
         found = mcap_salvage.scan(path)
@@ -228,7 +230,7 @@ def _index_salvage(path: Path) -> tuple[dict[str, _Topic], dict[str, str], mcap_
     try:
         for cid, rows in found.messages.items():
             msgtype = found.schemas.get(cid, "")
-            if msgtype not in ros_image.IMAGE_TYPES or not len(rows):
+            if msgtype not in ros_image.IMAGE_TYPES or not len(rows) or not wanted(found.topics[cid]):
                 continue
             topic = topics.setdefault(found.topics[cid], _Topic(msgtype))
             if topic.kind is None:
@@ -286,31 +288,46 @@ def _warn_salvaged(path: Path, salvage: mcap_salvage.Salvage, sources: list[Vide
     )
 
 
+def _storage(path: Path) -> str:
+    """"ROS 1", "ROS 2 mcap" or "ROS 2 sqlite3" (what ``vidistill info`` shows)."""
+    if path.suffix.lower() == ".bag":
+        return "ROS 1"
+    files = [path] if path.is_file() else list(path.iterdir())
+    kinds = sorted({{".mcap": "mcap", ".db3": "sqlite3"}.get(p.suffix.lower(), "") for p in files} - {""})
+    return f"ROS 2 {'+'.join(kinds)}".strip()
+
+
 def _open(path: Path, name: str, options: OpenOptions) -> Opened:
+    def wanted(topic: str) -> bool:  # index only the cameras asked for: the pass reads every image
+        return not options.cameras or topic in options.cameras
+
     salvage = None
     if _is_truncated_mcap(path):
         mcap = _mcap_of(path)
         assert mcap is not None
-        topics, everything, salvage = _index_salvage(mcap)
+        topics, everything, salvage = _index_salvage(mcap, wanted)
         ros1, source_path = False, str(mcap)
     else:
-        topics, everything, ros1 = _index_bag(path)
+        topics, everything, ros1 = _index_bag(path, wanted)
         source_path = str(path)
-    if not topics:
+    cameras = sorted(t for t, msgtype in everything.items() if msgtype in ros_image.IMAGE_TYPES)
+    if not cameras:
         listing = ", ".join(f"{t} ({everything[t]})" for t in sorted(everything)) or "none"
         raise VideoError(
             f"{path}: no image topics (sensor_msgs/Image or CompressedImage) in this bag; its topics: {listing}"
         )
+    detail = _storage(path) + (", truncated" if salvage is not None else "")
     sources: list[VideoSource] = []
     skipped: list[str] = []
     for topic_name in sorted(topics):
         topic = topics[topic_name]
-        assert topic.kind is not None
+        if topic.kind is None:
+            skipped.append(f"{name}:{topic_name}: no messages")
+            continue
         if not topic.kind.usable:
-            line = f"{name}:{topic_name}: {topic.kind.reason}"
             if topic_name in options.cameras:
                 raise VideoError(f"{path}: camera {topic_name} cannot be used: {topic.kind.reason}")
-            skipped.append(line)
+            skipped.append(f"{name}:{topic_name}: {topic.kind.reason}")
             continue
         rows = np.asarray(topic.rows, np.int64)
         rows = rows[np.argsort(rows[:, 0], kind="stable")]  # record order (salvage: channels merged)
@@ -321,11 +338,11 @@ def _open(path: Path, name: str, options: OpenOptions) -> Opened:
             msgtype=topic.msgtype, kind=topic.kind, locations=locations, fps=_fps(stamps), size=topic.size,
             ros1=ros1, salvaged=salvage is not None,
         ))
-    if not sources:
+    if not sources and topics:  # image topics were asked for (or all were), and none can train
         raise VideoError(f"{path}: no usable image topic ({'; '.join(skipped)})")
-    if salvage is not None:
+    if salvage is not None and sources:
         _warn_salvaged(path, salvage, sources)
-    return Opened(sources, skipped)
+    return Opened(sources, skipped, cameras, detail)
 
 
 FORMAT = Format("rosbag", "a ROS bag (.bag, .mcap, .db3, or a rosbag2 folder)", _claims, _open)
