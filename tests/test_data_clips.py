@@ -79,11 +79,6 @@ def test_resume_mid_epoch_skips_seen_clips():
     assert ids(full) == order[24:]
     full.set_epoch(4)
     assert len(full) == full.num_samples
-    # state_dict / load_state_dict round trip with an explicit consumed count.
-    state = resumed.state_dict(consumed=16)
-    other = ClipSampler(index, seed=7, num_replicas=2, rank=1)
-    other.load_state_dict(state)
-    assert ids(other) == order[16:]
 
 
 def test_dataset_item_is_deterministic_per_clip_and_epoch(episode_tree):
@@ -118,8 +113,6 @@ def test_real_dataloader_batches(episode_tree, video_file):
         assert torch.isfinite(batch.globals).all() and torch.isfinite(batch.locals).all()
         # Normalised: roughly zero-centred, not [0, 255] or [0, 1].
         assert -3 < batch.globals.mean().item() < 3 and batch.globals.min() < 0
-        moved = batch.to("cpu", non_blocking=True)
-        assert moved.globals.shape == batch.globals.shape
         seen += batch.clip_ids.tolist()
         if n == 3:
             break

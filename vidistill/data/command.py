@@ -26,7 +26,12 @@ def _non_negative(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--video", action="extend", nargs="+", required=True, metavar="PATH",
-        help="video file, frame folder, or a tree of them (one source per video / frame folder); repeatable",
+        help="video file, frame folder, LeRobot dataset, or a tree of them (one source per video, "
+        "frame folder, episode x camera); repeatable",
+    )
+    parser.add_argument(
+        "--camera", action="append", default=[], metavar="NAME",
+        help="only this robot-log camera, by the log's name (repeatable; default: every RGB camera)",
     )
     parser.add_argument("--output", required=True, metavar="CACHE", help="cache directory (created; resumable)")
     parser.add_argument(
@@ -47,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     entries = extract_cache(
         args.video, args.output, max_side=args.max_side, quality=args.quality,
-        workers=max(1, args.workers), progress=not args.no_progress,
+        workers=max(1, args.workers), progress=not args.no_progress, cameras=args.camera,
     )
     import logging
 
