@@ -250,3 +250,16 @@ def test_every_table1_row_shows_the_student_as_many_views_as_the_method(objectiv
     d = method.data
     assert student_views_per_clip(method) == (d.num_frames - 1) + (d.num_frames - 1) * d.num_local == 12
     assert student_views_per_clip(baseline) == 12
+
+
+def test_weight_decay_groups_follow_dino(tiny_cfg):
+    from vidistill.train.optimizer import param_groups
+
+    student = Student(tiny_cfg)
+    decay, no_decay = (set(map(id, g["params"])) for g in param_groups(student))
+    b = student.backbone
+    for p in (b.cls_token, b.pos_embed, b.blocks[0].attn.qkv.weight, student.head.last_layer_v):
+        assert id(p) in decay
+    for p in (b.blocks[0].attn.qkv.bias, b.norm.weight, b.blocks[0].norm1.bias):
+        assert id(p) in no_decay
+    assert id(student.head.last_layer_g) not in decay | no_decay  # frozen at 1 (norm_last_layer)

@@ -210,3 +210,99 @@ def test_hub_name_offline_without_cache_says_how_to_pass_a_folder(video_file, tm
     assert "HF_HUB_OFFLINE=1" in proc.stderr and "--init weights/" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------ adaptation
+def test_layer_decay_param_groups_scale_the_lr_per_backbone_layer(video_file, inits, tmp_path):
+    from vidistill.train.adaptation import backbone_layer_ids
+    from vidistill.train.optimizer import set_hyperparameters
+
+    cfg = tiny_config(video_file, inits["dinov2_reg4"], "dinov2_reg4", out=tmp_path / "run",
+                      **{"adapt.layer_decay": 0.5, "adapt.backbone_lr_scale": 0.4})
+    trainer = Trainer(cfg, DistributedContext())
+    set_hyperparameters(trainer.optimizer, 1e-3, 0.04)
+    lr_of = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    wd_of = {id(p): g["weight_decay"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    s = trainer.student
+    layers = backbone_layer_ids(s.backbone)[1]
+    assert layers == 3  # embeddings, block 0, block 1 (+ final norm): timm's own grouping
+    assert lr_of[id(s.backbone.patch_embed.proj.weight)] == pytest.approx(1e-3 * 0.4 * 0.5**2)
+    assert lr_of[id(s.backbone.reg_token)] == pytest.approx(1e-3 * 0.4 * 0.5**2)
+    assert lr_of[id(s.backbone.blocks[0].attn.qkv.weight)] == pytest.approx(1e-3 * 0.4 * 0.5)
+    assert lr_of[id(s.backbone.blocks[1].mlp.fc1.weight)] == pytest.approx(1e-3 * 0.4)
+    assert lr_of[id(s.backbone.norm.weight)] == pytest.approx(1e-3 * 0.4)
+    assert lr_of[id(s.head.mlp[0].weight)] == lr_of[id(s.predictor.mlp[0].weight)] == pytest.approx(1e-3)
+    assert wd_of[id(s.backbone.blocks[0].attn.qkv.weight)] == 0.04 and wd_of[id(s.backbone.blocks[0].norm1.weight)] == 0
+    assert sum(len(g["params"]) for g in trainer.optimizer.param_groups) == sum(
+        1 for p in s.parameters() if p.requires_grad
+    )
+
+
+def test_head_warmup_freezes_the_backbone_then_unfreezes_it(video_file, inits, tmp_path):
+    cfg = tiny_config(video_file, inits["dinov3_rope"], "dinov3_rope", out=tmp_path / "run",
+                      **{"adapt.head_warmup_epochs": 2 / 32, "train.max_steps": 3, "optim.warmup_epochs": 0})
+    trainer = Trainer(cfg, DistributedContext())
+    assert trainer.steps_per_epoch == 32 and trainer.schedules.backbone_frozen_steps == 2
+    backbone = {k: v.clone() for k, v in trainer.student.backbone.state_dict().items()}
+    head = trainer.student.head.mlp[0].weight.detach().clone()
+    batches = iter(trainer.loader)
+    trainer.student.train()
+    for step in range(2):
+        trainer.train_step(next(batches), step)
+        for k, v in trainer.student.backbone.state_dict().items():
+            assert torch.equal(v, backbone[k]), f"step {step}: {k} moved during the head warm-up"
+    assert not torch.equal(trainer.student.head.mlp[0].weight, head)  # the head trains meanwhile
+    trainer.train_step(next(batches), 2)
+    moved = [k for k, v in trainer.student.backbone.state_dict().items() if not torch.equal(v, backbone[k])]
+    assert "blocks.0.attn.qkv.weight" in moved and "patch_embed.proj.weight" in moved
+
+
+def test_gram_loss_is_zero_at_init_and_grows_as_the_student_moves():
+    from vidistill.objective.gram import GramAnchor, gram_loss
+
+    cfg = build_config("cpu-tiny", overrides={"model.arch": "vit_small_patch16_dinov3", "model.model_args": TINY})
+    torch.manual_seed(0)
+    from vidistill.model.backbone import build_backbone, split_tokens
+
+    student = build_backbone(cfg.model.arch, 64, 0.0, cfg.model.model_args).eval()
+    anchor = GramAnchor(cfg.model, 64, student)
+    views = torch.randn(3, 3, 64, 64)
+
+    def loss_now() -> float:
+        _, patches = split_tokens(student, student.forward_features(views))
+        return anchor(patches, views).item()
+
+    assert loss_now() == 0.0
+    losses = []
+    for _ in range(3):
+        with torch.no_grad():
+            for p in student.blocks.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        losses.append(loss_now())
+    assert 0 < losses[0] < losses[1] < losses[2]
+    assert not any(p.requires_grad for p in anchor.parameters())
+    # Relations, not features: a rotation of the feature space costs nothing.
+    x = torch.randn(2, 16, 64)
+    q, _ = torch.linalg.qr(torch.randn(64, 64))
+    assert gram_loss(x @ q, x).item() < 1e-10
+
+
+def test_gram_anchor_and_drift_probe_in_a_run(video_file, inits, tmp_path):
+    family = "dinov2_reg4"
+    out = tmp_path / "run"
+    args = [*train_args(video_file, out, family, steps=3), "--init", str(inits[family]), "--gram-weight", "1",
+            "--set", "adapt.drift_every=1", "--set", "adapt.head_warmup_epochs=0.03"]  # 1 of 32 steps frozen
+    assert main(args) == 0
+    log = read_log(out)
+    assert all("gram/loss" in r and "drift/patch_cos" in r and "collapsed" in r for r in log)
+    assert log[0]["drift/patch_cos"] > 0.9999  # head warm-up: the teacher is still the init
+    assert all(-1 <= r["drift/patch_cos"] <= 1.0 + 1e-6 for r in log)
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert state["drift_probe"]["init_patches"].shape == (8, 16, 64)  # 8 frames, 4x4 patches at 56 px
+    # The frozen init is in the objective's state (a resume needs no init) and is the init.
+    init = timm.create_model(f"local-dir:{inits[family]}", pretrained=True, num_classes=0, img_size=56).state_dict()
+    anchor = {k.removeprefix("gram.anchor."): v for k, v in state["objective"].items() if k.startswith("gram.anchor.")}
+    assert anchor.keys() == init.keys() and all(torch.equal(anchor[k], init[k]) for k in init)
+    # Without the weight, no frozen copy is built.
+    cfg = tiny_config(video_file, inits[family], family, out=tmp_path / "plain")
+    assert not any(k.startswith("gram.") for k in Trainer(cfg, DistributedContext()).objective.state_dict())

@@ -56,8 +56,6 @@ class Objective(str, enum.Enum):
         return self is Objective.DINO
 
 
-OBJECTIVES = tuple(o.value for o in Objective)
-
 
 def option(default: Any = dataclasses.MISSING, help: str = "", flag: str = "", choices: Sequence[str] = (),
            **kwargs: Any) -> Any:
@@ -163,6 +161,23 @@ class OptimConfig:
 
 
 @dataclass
+class AdaptConfig:
+    """Adapting a pretrained encoder (``--init``) without forgetting it; the measured recipe is
+    ``presets/adapt.yaml`` (README "Start from a pretrained encoder"). Defaults: all off."""
+
+    # Fractional like the other epoch counts; the new heads and predictor train alone meanwhile.
+    head_warmup_epochs: float = option(0, "epochs with the backbone frozen while the new heads warm up")
+    layer_decay: float = option(1.0, "backbone layer i of L gets lr x decay^(L-i) (1 = off)")
+    backbone_lr_scale: float = option(1.0, "backbone lr relative to the heads and predictor")
+    gram_weight: float = option(
+        0.0, "Gram anchoring (DINOv3): weight of the loss keeping the student's patch similarities "
+        "close to the frozen init's (0 = off)", flag="gram-weight",
+    )
+    drift_every: int = option(50, "steps between feature-drift probes in log.jsonl (0 = off)")
+    drift_images: int = option(8, "frames of the run's own video in the fixed drift batch")
+
+
+@dataclass
 class TrainConfig:
     output: str = option(
         "", "run folder; rerunning with the same folder resumes (default: runs/<first video's "
@@ -193,6 +208,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     preset: str = option("", "the preset these values started from")
 
@@ -206,6 +222,8 @@ class Config:
             raise ValueError("frame_stride (Δ) must be >= 1")
         if self.data.fps < 0:
             raise ValueError(f"fps must be >= 0 (0 = unknown), got {self.data.fps}")
+        if self.adapt.gram_weight > 0 and self.objective is Objective.GLOBAL:
+            raise ValueError("adapt.gram_weight: the 'global' objective's student sees no global view to anchor")
         if min(self.data.global_size, self.data.local_size) < 1:
             raise ValueError("global_size and local_size must be positive (the trainer fits them to the patch size)")
         for key, f in config_fields(self):

@@ -18,6 +18,7 @@ class StudentOutputs:
     patch_pred: torch.Tensor | None  # (N, P, out_dim): predicted teacher outputs of frame t+Δ
     global_cls: torch.Tensor | None  # (N, out_dim): [CLS] of the global views (DINO baselines)
     local_cls: torch.Tensor | None  # (M, out_dim): [CLS] of the local views
+    global_patches: torch.Tensor | None = None  # (N, P, D): backbone patch tokens of the global views (Gram anchor)
 
 
 def build_head(m: ModelConfig, in_dim: int) -> DINOHead:
@@ -51,9 +52,10 @@ class Student(nn.Module):
         local_views: torch.Tensor | None,
         predict_dense: bool,
     ) -> StudentOutputs:
-        patch_pred = global_cls = local_cls = None
+        patch_pred = global_cls = local_cls = global_patches = None
         if global_views is not None:
             cls, patches = split_tokens(self.backbone, self.backbone.forward_features(global_views))
+            global_patches = patches
             if predict_dense:
                 patch_pred = self.head(self.predictor(patches))
             else:
@@ -65,7 +67,7 @@ class Student(nn.Module):
                 # attention blocks need the context) and only the [CLS] output is kept.
                 cls = self.predictor(torch.cat([cls.unsqueeze(1), patches], dim=1))[:, 0]
             local_cls = self.head(cls)
-        return StudentOutputs(patch_pred, global_cls, local_cls)
+        return StudentOutputs(patch_pred, global_cls, local_cls, global_patches)
 
 
 class Teacher(nn.Module):

@@ -41,9 +41,13 @@ class Schedules:
     teacher_temp: list[float]
     freeze_last_layer_steps: int
     total_steps: int
+    backbone_frozen_steps: int = 0  # head warm-up of an adapted init (adapt.head_warmup_epochs)
 
     def last_layer_frozen(self, step: int) -> bool:
         return step < self.freeze_last_layer_steps
+
+    def backbone_frozen(self, step: int) -> bool:
+        return step < self.backbone_frozen_steps
 
     @classmethod
     def build(cls, cfg: Config, steps_per_epoch: int, world_size: int) -> Schedules:
@@ -64,4 +68,5 @@ class Schedules:
             ],
             freeze_last_layer_steps=steps(o.freeze_last_layer_epochs),
             total_steps=total,
+            backbone_frozen_steps=min(steps(cfg.adapt.head_warmup_epochs), total),
         )

@@ -24,6 +24,13 @@ from vidistill.errors import CheckpointError, TrainingError, VidistillError
 from vidistill.model import Student, Teacher, update_teacher
 from vidistill.model.pretrained import load_init, prepare_model_config, saved_run_config
 from vidistill.objective import build_objective
+from vidistill.objective.gram import with_gram_anchor
+from vidistill.train.adaptation import (
+    FeatureDriftProbe,
+    adaptation_param_groups,
+    cancel_backbone_gradients,
+    probe_pixels,
+)
 from vidistill.train.distributed import (
     DistributedContext,
     broadcast_flag,
@@ -103,8 +110,11 @@ class Trainer:
         if init is not None:
             load_init(self.student.backbone, init, cfg.data.global_size)  # the teacher copies it
         self.teacher = Teacher(self.student).to(self.device)
-        self.objective = build_objective(cfg).to(self.device)
-        self.optimizer = build_optimizer(self.student)
+        self.objective = with_gram_anchor(build_objective(cfg), cfg, self.student.backbone).to(self.device)
+        self.optimizer = build_optimizer(self.student, adaptation_param_groups(self.student, cfg.adapt))
+        self.drift = None  # teacher features vs the init's on fixed frames (rank 0 logs them)
+        if cfg.adapt.drift_every > 0 and ctx.is_main:
+            self.drift = FeatureDriftProbe.at_init(self.teacher.backbone, probe_pixels(self.loader.dataset, cfg))
         self.amp_dtype = autocast_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step = 0  # optimiser steps done; the epoch and the position in it follow from it
@@ -165,6 +175,9 @@ class Trainer:
         self.student.load_state_dict(state["student"])
         self.teacher.load_state_dict(state["teacher"])
         self.objective.load_state_dict(state["objective"])
+        if self.drift is not None:  # measured against the init, not against the resumed weights
+            probe = state.get("drift_probe")
+            self.drift = FeatureDriftProbe.from_state_dict(probe) if probe else None
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -215,6 +228,7 @@ class Trainer:
             },
             replica_fingerprints=fingerprints,
             rng=rng,
+            drift_probe=self.drift.state_dict() if self.drift is not None else None,
         )
         atomic_save(state, self.ckpt_path)
 
@@ -246,6 +260,8 @@ class Trainer:
         clip_gradients_per_parameter(self.student, self.cfg.optim.clip_grad)
         if sch.last_layer_frozen(step):
             cancel_last_layer_gradients(self.student.head)
+        if sch.backbone_frozen(step):
+            cancel_backbone_gradients(self.student)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         update_teacher(self.student, self.teacher, sch.momentum[step])
@@ -297,6 +313,8 @@ class Trainer:
                         data_time=t_step - t_data, step_time=t_end - t_step,
                     )
                     record["collapsed"] = self.collapse.update(record, step)
+                    if self.drift is not None and (step % cfg.adapt.drift_every == 0 or step == sch.total_steps):
+                        record.update(self.drift.measure(self.teacher.backbone))
                     if self.device.type == "cuda":
                         record["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
                     if logger is not None and step % cfg.train.log_every == 0:
