@@ -265,3 +265,20 @@ def test_collapse_watch_warns_when_targets_stay_near_uniform_for_long(caplog):
     assert "teacher temperature" in warnings[0] and "optim.momentum_teacher" in warnings[0]
     # Repeated as the streak doubles (100, 200, 400 steps), not every step.
     assert [w.split("near-uniform for ")[1].split(" ")[0] for w in warnings] == ["100", "200", "400"]
+
+
+def test_teacher_stays_plain_and_in_eval_mode_through_training(videos, tmp_path):
+    from timm.layers import DropPath
+
+    from vidistill.train.distributed import DistributedContext
+    from vidistill.train.trainer import Trainer
+
+    trainer = Trainer(tiny_config(videos[:1], tmp_path / "run", **{"train.max_steps": 2}), DistributedContext())
+    before = {k: v.clone() for k, v in trainer.teacher.state_dict().items()}
+    trainer.fit()
+    assert trainer.student.training and not trainer.teacher.training
+    assert not any(m.training for m in trainer.teacher.modules())
+    assert not any(isinstance(m, DropPath) for m in trainer.teacher.modules())
+    assert any(isinstance(m, DropPath) for m in trainer.student.modules())
+    moved = [k for k, v in trainer.teacher.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("backbone.") for k in moved) and any(k.startswith("head.") for k in moved)
