@@ -39,10 +39,10 @@ class StepUnderTest:
         self.objective = build_objective(cfg).to(device)
         self.optimizer = build_optimizer(self.student)
         d = cfg.data
-        k = 2 if cfg.objective == "dino" else d.num_frames
-        # Same student views for both: the method's K-1 globals + (K-1)·L locals; DINO's 2
-        # globals + the same number of locals (its L is set by the caller to match).
-        locals_per_group = d.num_local
+        k = 2 if cfg.objective.is_frame_dino else d.num_frames
+        # Same student views for both (as the trainer's views): the method's K-1 globals +
+        # (K-1)·L locals; DINO's 2 globals + (K-1)·L locals of its image.
+        locals_per_group = d.frame_dino_num_local if cfg.objective.is_frame_dino else d.num_local
         self.globals = torch.randn(batch_size, k, 3, d.global_size, d.global_size, device=device)
         self.locals = torch.randn(batch_size, k - 1, locals_per_group, 3, d.local_size, d.local_size, device=device)
         self.amp = autocast_dtype(cfg.train.amp, device)
@@ -122,8 +122,7 @@ def run(quick: bool = True, preset: str = "cpu-tiny", batch_size: int | None = N
     method = StepUnderTest(base, dev, bs)
     # DINO with the same number of student views: 2 globals + (K-1)·L locals.
     d = base.data
-    dino_cfg = build_config(preset, overrides={"objective": "dino", "train.device": dev.type,
-                                               "data.num_local": (d.num_frames - 1) * d.num_local})
+    dino_cfg = build_config(preset, overrides={"objective": "dino", "train.device": dev.type})
     dino = StepUnderTest(dino_cfg, dev, bs)
     for s in (method, dino):
         time_fn(s.step, dev, 1)

@@ -176,6 +176,18 @@ def data_lines(rows: list[dict]) -> list[Line]:
     if vclip and cclip:
         out.append(Line("data", "from video vs from JPEG cache, full clip", vclip["ms_per_clip"] / cclip["ms_per_clip"],
                         detail=f"{vclip['ms_per_clip']:.2f} vs {cclip['ms_per_clip']:.2f} ms/clip"))
+    for row in rows:  # the other formats and codecs, each against the same floor
+        case = row["case"]
+        other = case.startswith(("video frames ", "frame folder", "lerobot", "log frames "))
+        if other and row.get("x_floor") is not None:
+            out.append(Line("data", f"{case} vs JPEG-decode floor", _num(row["x_floor"]),
+                            detail=f"{row['ms_per_clip']:.2f} ms/clip"))
+    for row in rows:  # the video decoder chosen (PyAV) and its measured alternative (OpenCV)
+        if row["case"].startswith("decoder "):
+            ms = row.get("ms_per_clip")
+            out.append(Line("data", f"{row['case']}: per clip", _num(ms) if ms is not None else None, unit="ms",
+                            detail=(f"exact {row.get('exact', 0):.0%}" if ms is not None
+                                    else row.get("note", "fails"))))
     loader = _find(rows, "case", "cache loader")
     if loader and loader.get("ms_per_clip") is not None:
         out.append(Line("data", f"{loader['case']}: per clip", _num(loader["ms_per_clip"]), unit="ms",

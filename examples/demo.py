@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import time
 from pathlib import Path
 
@@ -95,6 +96,7 @@ def main() -> None:
                               frames=6, tile=192, image_size=192)
     curves = loss_curves(str(run_dir), run_dir / "curves.png")
 
+    run_q, export_q = shlex.quote(str(run_dir)), shlex.quote(str(result.output))  # pasteable
     print(f"""
 done in {time.time() - t0:.0f} s. Written:
   run (checkpoint, config, log)  {run_dir}
@@ -104,10 +106,10 @@ done in {time.time() - t0:.0f} s. Written:
 
 next:
   vidistill train --video YOUR_ROBOT_LOGS/                  # train on your own episodes
-  vidistill export {run_dir} --trt                        # TensorRT engine (NVIDIA GPU + tensorrt)
-  python examples/wrap_gym_env.py {result.output}       # features as observations
+  vidistill export {run_q} --trt                        # TensorRT engine (NVIDIA GPU + tensorrt)
+  python examples/wrap_gym_env.py {export_q}       # features as observations
   python examples/ppo_sb3_features.py                       # PPO on features (pip install -e '.[sb3]')
-  python examples/vla_policy.py {result.output}         # a VLA-style vision tower
+  python examples/vla_policy.py {export_q}         # a VLA-style vision tower
   bash examples/train_paper_4gpu.sh VIDEO                   # the paper's 4-GPU run""")
 
 

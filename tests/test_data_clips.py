@@ -79,11 +79,6 @@ def test_resume_mid_epoch_skips_seen_clips():
     assert ids(full) == order[24:]
     full.set_epoch(4)
     assert len(full) == full.num_samples
-    # state_dict / load_state_dict round trip with an explicit consumed count.
-    state = resumed.state_dict(consumed=16)
-    other = ClipSampler(index, seed=7, num_replicas=2, rank=1)
-    other.load_state_dict(state)
-    assert ids(other) == order[16:]
 
 
 def test_dataset_item_is_deterministic_per_clip_and_epoch(episode_tree):
@@ -118,8 +113,6 @@ def test_real_dataloader_batches(episode_tree, video_file):
         assert torch.isfinite(batch.globals).all() and torch.isfinite(batch.locals).all()
         # Normalised: roughly zero-centred, not [0, 255] or [0, 1].
         assert -3 < batch.globals.mean().item() < 3 and batch.globals.min() < 0
-        moved = batch.to("cpu", non_blocking=True)
-        assert moved.globals.shape == batch.globals.shape
         seen += batch.clip_ids.tolist()
         if n == 3:
             break
@@ -144,7 +137,9 @@ def test_objective_picks_clip_length_and_views(episode_tree, objective, delta, f
     assert ds.index.num_frames == frames
     batch = collate_clips([ds[(i, 0)] for i in range(2)])
     if objective == "dino":
-        assert batch.globals.shape == (2, 2, 3, 96, 96) and batch.locals.shape == (2, 1, 5, 3, 48, 48)
+        # As many views as the method: 2 globals + (K−1)·L locals (cfg.data.frame_dino_num_local).
+        local = cfg.data.frame_dino_num_local
+        assert local == 10 and batch.globals.shape == (2, 2, 3, 96, 96) and batch.locals.shape == (2, 1, local, 3, 48, 48)
         assert ds.index.frame_stride == (delta if delta else 1)
     else:
         assert batch.globals.shape == (2, 3, 3, 96, 96) and batch.locals.shape == (2, 2, 5, 3, 48, 48)

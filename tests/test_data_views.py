@@ -159,15 +159,15 @@ def test_frame_views_plain_and_time_aug():
     data = data_cfg(pre_crop=False)
     plain = FrameViews(data, color=False)
     params = plain.sample(np.random.default_rng(0), 192, 256)
-    assert params.global_frames == [0, 0] and params.local_frames == [0] * 5
+    assert params.global_frames == [0, 0] and params.local_frames == [0] * 10  # (K-1)*L, as the method
     assert params.global_boxes[0] != params.global_boxes[1]  # DINO: two independent global crops
     out = plain([pattern()], np.random.default_rng(0))
-    assert out.globals.shape == (2, 3, 96, 96) and out.locals.shape == (1, 5, 3, 48, 48)
+    assert out.globals.shape == (2, 3, 96, 96) and out.locals.shape == (1, 10, 3, 48, 48)
 
     time_aug = FrameViews(data, time_aug=True, color=False)
     out = time_aug([flat(40), flat(200)], np.random.default_rng(0))
     assert [round(unnormalise(g, data).mean().item()) for g in out.globals] == [40, 200]
-    assert [round(unnormalise(v, data).mean().item()) for v in out.locals[0]] == [40, 40, 40, 200, 200]
+    assert [round(unnormalise(v, data).mean().item()) for v in out.locals[0]] == [40] * 5 + [200] * 5
 
 
 @pytest.mark.parametrize(("objective", "delta", "cls", "inputs"), [
@@ -177,7 +177,7 @@ def test_frame_views_plain_and_time_aug():
 def test_build_views_follows_the_objective(objective, delta, cls, inputs):
     cfg = build_config("cpu-tiny", overrides={"objective": objective, "data.time_aug_delta": delta})
     views = build_views(cfg)
-    assert type(views) is cls and views.num_input_frames == inputs
+    assert type(views) is cls and V.clip_frames(cfg)[0] == inputs
 
 
 def test_sampling_is_deterministic_given_the_generator():

@@ -166,3 +166,22 @@ def test_table1_end_to_end_on_a_tiny_render_trains_probes_and_resumes(tmp_path, 
     before = [f.stat().st_mtime_ns for f in files]
     assert t1.main(argv) == 0
     assert [f.stat().st_mtime_ns for f in files] == before
+
+
+def test_scene_b_and_labelled_training_frames(render, tmp_path):
+    a = render.render_benchmark(tmp_path / "a", episodes=1, frames=4, size=64, seed=1, probe_episodes=1,
+                                probe_frames=1, shadow=False, labelled_every=2)
+    b = render.render_benchmark(tmp_path / "b", episodes=1, frames=4, size=64, seed=1, probe_episodes=1,
+                                probe_frames=1, shadow=False, scene="b")
+    assert (a["scene"], b["scene"]) == ("a", "b") and a["labelled"]["stills"] == 2 and "labelled" not in b
+    names = sorted(f.name for f in (tmp_path / "a" / "labelled" / "images" / "training").iterdir())
+    assert names == ["episode_000_00000.png", "episode_000_00002.png"]
+    for name in names:  # a labelled frame is the video's frame, with aligned labels and depth
+        lab = cv2.imread(str(tmp_path / "a" / "labelled" / "annotations" / "training" / name), cv2.IMREAD_UNCHANGED)
+        dep = cv2.imread(str(tmp_path / "a" / "labelled" / "depth" / "training" / name), cv2.IMREAD_UNCHANGED)
+        assert lab.shape == dep.shape == (64, 64) and 1 <= lab.min() and lab.max() <= 6 and dep.max() > 0
+    # scene B is another scene: other layouts, surfaces, light and camera (same seed, other pixels)
+    still = "images/training/a000_0000.png"
+    img_a, img_b = (cv2.imread(str(tmp_path / s / "probe" / still)) for s in ("a", "b"))
+    assert np.abs(img_a.astype(int) - img_b.astype(int)).mean() > 20
+    assert render.episode_seed(1, "train", 0, "b") != render.episode_seed(1, "train", 0, "a")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vidistill.config import build_config
-from vidistill.model import Student, Teacher, update_teacher
+from vidistill.model import Student, Teacher, split_tokens, update_teacher
 from vidistill.objective import (
     Centre,
     DenseNextFrameLoss,
@@ -15,8 +15,8 @@ from vidistill.objective import (
     NextFrameDistillation,
     soft_cross_entropy,
     teacher_probs,
-    teacher_temperature,
 )
+from vidistill.train.schedules import teacher_temperature
 
 TAU_S, TAU_T = 0.1, 0.04
 
@@ -157,3 +157,109 @@ def test_every_table1_objective_runs_and_backpropagates(tiny_cfg, objective):
     assert torch.isfinite(loss)
     assert ("dense/loss" in stats) == (objective == "dense")
     assert (student.predictor is None) == (objective in ("global", "dino"))
+
+
+def test_global_through_predictor_sends_the_local_cls_through_the_predictor():
+    base = {"data.global_size": 32, "data.local_size": 16, "model.out_dim": 64, "objective": "global"}
+    assert Student(build_config("cpu-tiny", overrides=base)).predictor is None  # METHOD.md: off
+    cfg = build_config("cpu-tiny", overrides={**base, "model.global_through_predictor": True})
+    torch.manual_seed(0)
+    student = Student(cfg)
+    teacher = Teacher(student)
+    locals_ = torch.randn(2, 2, 3, 3, 16, 16)
+    loss, _ = NextFrameDistillation(cfg)(student, teacher, torch.randn(2, 3, 3, 32, 32), locals_, TAU_T)
+    loss.backward()
+    assert student.predictor.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    student.eval()  # no drop-path: the three paths below see the same backbone
+    with torch.no_grad():
+        views = locals_.flatten(0, 2)
+        cls, patches = split_tokens(student.backbone, student.backbone.forward_features(views))
+        direct = student.head(cls)
+        routed = student(None, views, predict_dense=False).local_cls
+        expected = student.head(student.predictor(torch.cat([cls[:, None], patches], dim=1))[:, 0])
+    torch.testing.assert_close(routed, expected)
+    assert not torch.allclose(routed, direct, atol=1e-3)
+    with pytest.raises(ValueError, match="no predictor"):
+        build_config("cpu-tiny", overrides={**base, "objective": "dino", "model.global_through_predictor": True})
+
+
+def test_teacher_is_built_without_drop_path_and_stays_in_eval_mode(tiny_cfg):
+    from timm.layers import DropPath
+
+    student = Student(tiny_cfg)
+    assert any(isinstance(m, DropPath) for m in student.modules())  # cpu-tiny: drop_path 0.1
+    teacher = Teacher(student)
+    assert not any(isinstance(m, DropPath) for m in teacher.modules())
+    teacher.train()
+    assert not teacher.training and not any(m.training for m in teacher.modules())
+    for name, t in teacher.state_dict().items():
+        torch.testing.assert_close(t, student.state_dict()[name])
+
+
+def test_ema_pairs_parameters_by_name_not_by_position(tiny_cfg):
+    torch.manual_seed(0)
+    student = Student(tiny_cfg)
+    teacher = Teacher(student)
+    # Same modules registered in another order: positional pairing would mix head and backbone.
+    teacher._modules = dict(reversed(list(teacher._modules.items())))
+    assert next(iter(teacher.state_dict())).startswith("head.")
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(1.0)
+    before = {n: p.clone() for n, p in teacher.named_parameters()}
+    update_teacher(student, teacher, momentum=0.5)
+    s = dict(student.named_parameters())
+    for n, p in teacher.named_parameters():
+        torch.testing.assert_close(p, 0.5 * before[n] + 0.5 * s[n], msg=n)
+    # A teacher parameter without a student namesake is an error, not a silent mis-pairing.
+    teacher.head.extra = torch.nn.Parameter(torch.zeros(3), requires_grad=False)
+    with pytest.raises(RuntimeError, match="head.extra"):
+        update_teacher(student, teacher, momentum=0.5)
+
+
+def test_head_last_layer_keeps_nn_linear_default_init_like_dino():
+    from vidistill.model import DINOHead
+
+    torch.manual_seed(0)
+    head = DINOHead(32, 4096, hidden_dim=64, bottleneck_dim=256)
+    v = head.last_layer_v.detach()
+    bound = 1 / math.sqrt(256)  # nn.Linear: kaiming_uniform(a=√5) = U(−1/√in, 1/√in)
+    assert v.abs().max() <= bound
+    assert v.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02)
+
+
+@pytest.mark.parametrize(("objective", "delta"), [("dino", 0), ("dino", 5)])
+def test_every_table1_row_shows_the_student_as_many_views_as_the_method(objective, delta):
+    """The DINO baselines' student sees 2 globals + (K−1)·L locals, the method's 2 + (K−1)·L."""
+    import numpy as np
+
+    from vidistill.data.views import build_views, clip_frames
+    from vidistill.objective import build_objective
+
+    def student_views_per_clip(cfg) -> int:
+        frames = [np.full((64, 64, 3), 40 * i, np.uint8) for i in range(clip_frames(cfg)[0])]
+        sample = build_views(cfg, color=False)(frames, np.random.default_rng(0))
+        student = Student(cfg)
+        seen = _frames_seen(student.backbone)
+        build_objective(cfg)(student, Teacher(student), sample.globals[None], sample.locals[None], TAU_T)
+        return sum(x.shape[0] for x in seen)
+
+    base = {"data.global_size": 32, "data.local_size": 16, "model.out_dim": 64, "data.pre_crop": False}
+    method = build_config("cpu-tiny", overrides=base)
+    baseline = build_config("cpu-tiny", overrides={**base, "objective": objective, "data.time_aug_delta": delta})
+    d = method.data
+    assert student_views_per_clip(method) == (d.num_frames - 1) + (d.num_frames - 1) * d.num_local == 12
+    assert student_views_per_clip(baseline) == 12
+
+
+def test_weight_decay_groups_follow_dino(tiny_cfg):
+    from vidistill.train.optimizer import param_groups
+
+    student = Student(tiny_cfg)
+    decay, no_decay = (set(map(id, g["params"])) for g in param_groups(student))
+    b = student.backbone
+    for p in (b.cls_token, b.pos_embed, b.blocks[0].attn.qkv.weight, student.head.last_layer_v):
+        assert id(p) in decay
+    for p in (b.blocks[0].attn.qkv.bias, b.norm.weight, b.blocks[0].norm1.bias):
+        assert id(p) in no_decay
+    assert id(student.head.last_layer_g) not in decay | no_decay  # frozen at 1 (norm_last_layer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -51,9 +52,10 @@ def videos(tmp_path_factory, make_video):
 
 
 def test_cli_trains_logs_checkpoints_and_a_rerun_resumes(videos, tmp_path):
-    out = tmp_path / "run"
+    out = tmp_path / "my run"  # a space: the printed hint must still paste as one argument
     r = run_cli("train", "--video", str(videos[0].parent), "--output", str(out), "--max-steps", "4", *TINY)
     assert r.returncode == 0, r.stderr
+    assert f"next: vidistill export {shlex.quote(str(out))} --onnx" in r.stdout
     records = read_log(out)
     assert [x["step"] for x in records] == [1, 2, 3, 4]
     for key in ("loss", "dense/loss", "global/loss", "lr", "teacher_entropy", "kl", "clips_per_s", "collapsed"):
@@ -66,10 +68,11 @@ def test_cli_trains_logs_checkpoints_and_a_rerun_resumes(videos, tmp_path):
     assert r2.returncode == 0, r2.stderr
     assert "already finished" in r2.stderr
     assert len(read_log(out)) == 4
-    # A longer budget on the same run continues from step 4.
+    # Another budget would rebuild the cosine schedules under the run (lr and momentum jump).
     r3 = run_cli("train", "--video", str(videos[0].parent), "--output", str(out), "--max-steps", "6", *TINY)
-    assert r3.returncode == 0, r3.stderr
-    assert [x["step"] for x in read_log(out)][4:] == [5, 6]
+    assert r3.returncode == 2 and "Traceback" not in r3.stderr
+    assert "total steps (--max-steps / --epochs) 4 -> 6" in r3.stderr
+    assert len(read_log(out)) == 4
 
 
 def test_sigkilled_run_resumes_from_its_last_checkpoint_to_the_same_weights(videos, tmp_path):
@@ -122,6 +125,10 @@ def test_torchrun_two_gloo_processes_keep_identical_weights(videos, tmp_path):
     assert fingerprints[0] == pytest.approx(fingerprints[1], rel=1e-9, abs=1e-9)
     assert len(state["rng"]["torch"]) == 2
     assert [x["step"] for x in read_log(out)] == [1, 2, 3]
+    assert state["progress"]["position"]["world_size"] == 2
+    # One process on the same run: each rank's shard (and so the epoch position) would change.
+    r = run_cli("train", "--video", str(videos[0].parent), "--output", str(out), "--max-steps", "3", *TINY)
+    assert r.returncode == 2 and "processes (torchrun --nproc_per_node) 2 -> 1" in r.stderr
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(videos, tmp_path):
@@ -160,7 +167,7 @@ def test_bad_inputs_give_clear_errors(videos, tmp_path):
 
 
 def test_schedules_follow_dino_and_take_fractional_epochs_for_short_runs():
-    from vidistill.train.trainer import Schedules
+    from vidistill.train.schedules import Schedules
 
     cfg = build_config("cpu-tiny", overrides={
         "optim.base_lr": 1e-3, "optim.warmup_epochs": 0.5, "optim.freeze_last_layer_epochs": 0.25,
@@ -172,3 +179,106 @@ def test_schedules_follow_dino_and_take_fractional_epochs_for_short_runs():
     assert sch.lr[0] == 0.0 and max(sch.lr) == pytest.approx(1e-3) and sch.lr.index(max(sch.lr)) == 10
     assert sch.lr[-1] < 1e-4  # cosine decay over the steps the run will actually take
     assert sch.momentum[0] == pytest.approx(0.99) and sch.momentum[-1] > 0.999
+    assert sch.last_layer_frozen(4) and not sch.last_layer_frozen(5)
+    cfg.optim.warmup_teacher_temp, cfg.optim.teacher_temp, cfg.optim.warmup_teacher_temp_epochs = 0.04, 0.07, 1
+    temps = Schedules.build(cfg, steps_per_epoch=20, world_size=1).teacher_temp
+    assert len(temps) == 40 and temps[0] == pytest.approx(0.04) and temps[10] == pytest.approx(0.055)
+    assert temps[20:] == [pytest.approx(0.07)] * 20  # DINO: warm-up, then constant
+
+
+def test_a_second_train_on_the_same_run_folder_is_refused_naming_the_holder(videos, tmp_path):
+    from vidistill.train.run_lock import RunLock
+
+    out = tmp_path / "run"
+    args = ["train", "--video", str(videos[0]), "--output", str(out), "--max-steps", "500", *TINY]
+    first = subprocess.Popen([sys.executable, "-m", "vidistill", *args], env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "log.jsonl").exists():
+            assert first.poll() is None, "the first run ended early"
+            time.sleep(0.05)
+        second = run_cli(*args)
+        assert second.returncode != 0
+        assert f"in use by another vidistill train (PID {first.pid})" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert first.poll() is None  # the first run was not disturbed
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    steps = [x["step"] for x in read_log(out)]
+    assert steps == list(range(1, len(steps) + 1))  # one writer: each step logged once
+    RunLock(out).acquire().release()  # a SIGKILLed holder leaves no stale lock
+
+
+def test_unavailable_device_and_missing_tensorboard_are_clear_cli_errors(videos, tmp_path):
+    if not torch.cuda.is_available():
+        r = run_cli("train", "--video", str(videos[0]), "--output", str(tmp_path / "a"), *TINY, "--device", "cuda")
+        assert r.returncode == 2 and "CUDA is not available" in r.stderr and "Traceback" not in r.stderr
+        assert not (tmp_path / "a").exists()  # nothing half-written
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        r = run_cli("train", "--video", str(videos[0]), "--output", str(tmp_path / "b"), *TINY, "--tensorboard")
+        assert r.returncode == 2 and "pip install 'vidistill[tb]'" in r.stderr and "Traceback" not in r.stderr
+        assert not (tmp_path / "b").exists()
+
+
+def test_resume_refuses_a_changed_batch_or_video_set_naming_what_changed(videos, tmp_path):
+    from vidistill.errors import CheckpointError
+
+    out = tmp_path / "run"
+    train(tiny_config(videos[:1], out, **{"train.max_steps": 2}))
+    position = load_checkpoint(out / "checkpoint.pt")["progress"]["position"]
+    assert position["batch_size"] == 4 and position["total_steps"] == 2 and position["world_size"] == 1
+    with pytest.raises(CheckpointError, match=r"batch per process \(--batch-size\) 4 -> 2"):
+        train(tiny_config(videos[:1], out, **{"train.max_steps": 2, "optim.batch_size": 2}))
+    with pytest.raises(CheckpointError, match=r"clips per epoch \(data.videos, data.clip_stride\) \d+ -> \d+"):
+        train(tiny_config(videos, out, **{"train.max_steps": 2}))
+    # Unchanged settings: the finished run is found and left alone.
+    assert train(tiny_config(videos[:1], out, **{"train.max_steps": 2})) == out
+    assert len(read_log(out)) == 2
+
+
+def test_collapse_watch_warns_when_targets_stay_near_uniform_for_long(caplog):
+    """The stream the sample robot log gives cpu-tiny: [CLS] entropy 0.84-0.87*log K, KL 0.4."""
+    import logging
+    import math
+
+    from vidistill.train.monitor import CollapseDetector
+
+    log_k = math.log(4096)
+    watch = CollapseDetector(4096)
+    with caplog.at_level(logging.WARNING, logger="vidistill.train.monitor"):
+        for step in range(1, 601):
+            near_uniform = step > 150
+            record = {
+                "dense/teacher_entropy": 0.45 * log_k, "dense/kl": 1.2,  # healthy all along
+                "global/teacher_entropy": (0.86 if near_uniform else 0.5 + 0.002 * (step % 7)) * log_k,
+                "global/kl": 0.4,
+            }
+            assert watch.update(record, step) is False  # never "collapsed" by the strict rule
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings and all("the global branch" in w for w in warnings)  # the dense branch is quiet
+    assert "near-uniform for 100 steps (since step 151)" in warnings[0]
+    assert "0.86*log(out_dim)" in warnings[0] and "KL to the student 0.4" in warnings[0]
+    assert "teacher temperature" in warnings[0] and "optim.momentum_teacher" in warnings[0]
+    # Repeated as the streak doubles (100, 200, 400 steps), not every step.
+    assert [w.split("near-uniform for ")[1].split(" ")[0] for w in warnings] == ["100", "200", "400"]
+
+
+def test_teacher_stays_plain_and_in_eval_mode_through_training(videos, tmp_path):
+    from timm.layers import DropPath
+
+    from vidistill.train.distributed import DistributedContext
+    from vidistill.train.trainer import Trainer
+
+    trainer = Trainer(tiny_config(videos[:1], tmp_path / "run", **{"train.max_steps": 2}), DistributedContext())
+    before = {k: v.clone() for k, v in trainer.teacher.state_dict().items()}
+    trainer.fit()
+    assert trainer.student.training and not trainer.teacher.training
+    assert not any(m.training for m in trainer.teacher.modules())
+    assert not any(isinstance(m, DropPath) for m in trainer.teacher.modules())
+    assert any(isinstance(m, DropPath) for m in trainer.student.modules())
+    moved = [k for k, v in trainer.teacher.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("backbone.") for k in moved) and any(k.startswith("head.") for k in moved)

@@ -17,6 +17,7 @@ from vidistill.errors import VidistillError
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("vidistill.train.command", "train an encoder on video (self-distillation)"),
     "extract": ("vidistill.data.command", "pre-extract video frames to a JPEG cache"),
+    "info": ("vidistill.data.info", "what a video, log or dataset holds: format, episodes, cameras, frames, codec"),
     "export": ("vidistill.export.command", "export the teacher backbone: safetensors, ONNX, TensorRT"),
     "eval": ("vidistill.eval.command", "evaluate frozen features: probe (mIoU), depth, knn"),
     "visualize": ("vidistill.visualize", "PCA pictures of patch features; loss curves of a run"),

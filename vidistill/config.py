@@ -8,7 +8,9 @@ overlay last. The resolved config is saved with every run and checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,116 +21,262 @@ from vidistill.contract import IMAGENET_MEAN, IMAGENET_STD
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
-OBJECTIVES = ("dense+global", "dense", "global", "dino")
+
+
+class Objective(str, enum.Enum):
+    """What is trained: the method, one of its terms alone, or plain DINO (Table 1 rows).
+
+    A ``str`` so that configs, YAML and comparisons with the plain names keep working; parsed
+    once (``Objective("dense")``), then asked what it uses instead of re-parsing the name.
+    """
+
+    METHOD = "dense+global"
+    DENSE = "dense"
+    GLOBAL = "global"
+    DINO = "dino"
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+    @property
+    def uses_dense(self) -> bool:
+        """The dense next-frame term (and with it the predictor)."""
+        return self in (Objective.METHOD, Objective.DENSE)
+
+    @property
+    def uses_global(self) -> bool:
+        """The method's global term ([CLS] of future frames vs their local views)."""
+        return self in (Objective.METHOD, Objective.GLOBAL)
+
+    @property
+    def is_frame_dino(self) -> bool:
+        """Plain DINO on frames (the baselines): single images, no next-frame target."""
+        return self is Objective.DINO
+
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", flag: str = "", choices: Sequence[str] = (),
+           **kwargs: Any) -> Any:
+    """A config field with its help text (the CLI's ``--help`` and ``--print-config`` docs).
+
+    ``flag`` (e.g. ``"batch-size"``) gives the field a short ``vidistill train`` flag; every
+    field, flagged or not, is also settable with ``--set section.key=value``. ``choices``
+    restricts a string field (checked on the command line and in files alike).
+    """
+    meta = {"help": help, "flag": flag, "choices": tuple(choices)}
+    if "default_factory" in kwargs:
+        return field(metadata=meta, **kwargs)
+    return field(default=default, metadata=meta, **kwargs)
 
 
 @dataclass
 class DataConfig:
-    videos: list[str] = field(default_factory=list)
-    num_frames: int = 3  # K: frames per clip
-    frame_stride: int = 30  # Δ: frames between consecutive clip frames
-    clip_stride: int = 1  # keep every n-th valid clip start (subsampling for long logs)
-    global_size: int = 224
-    local_size: int = 96
-    num_local: int = 5  # L: local crops per future frame (per frame for the DINO baselines)
-    global_scale: tuple[float, float] = (0.4, 1.0)
-    local_scale: tuple[float, float] = (0.05, 0.4)
-    pre_crop: bool = True
-    pre_crop_scale: tuple[float, float] = (0.05, 0.20)  # area fraction of the frame
-    # Time-augmentation baseline (objective=dino): views split across two frames this far
-    # apart; 0 = plain DINO on single frames.
-    time_aug_delta: int = 0
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    num_workers: int = 4
-    # Max side of decoded frames before augmentation (0 = native). Decoding a 1080p frame and
-    # then cropping 5-20% of it is wasteful only when frames are far larger than this.
-    max_side: int = 0
+    videos: list[str] = option(
+        default_factory=list, help="video files, frame folders, episode trees, LeRobot datasets or JPEG caches"
+    )
+    cameras: list[str] = option(
+        default_factory=list, help="robot-log camera names to train on ([] = every RGB camera)"
+    )
+    fps: float = option(
+        0.0, "frame rate of logs that store none (HDF5); 0 = unknown. Labels only: strides count frames",
+        flag="fps",
+    )
+    num_frames: int = option(3, "K, frames per clip", flag="num-frames")
+    frame_stride: int = option(30, "Δ, frames between consecutive clip frames", flag="frame-stride")
+    clip_stride: int = option(1, "keep every n-th valid clip start (subsampling for long logs)")
+    global_size: int = option(224, "global view size in pixels", flag="image-size")
+    local_size: int = option(96, "local view size in pixels")
+    num_local: int = option(
+        5, "L, local crops per future frame; the DINO baselines take (K-1)*L crops of their image, "
+        "so every Table 1 row's student sees the same number of views",
+    )
+    global_scale: tuple[float, float] = option((0.4, 1.0), "area fraction of the pre-crop per global view")
+    local_scale: tuple[float, float] = option((0.05, 0.4), "area fraction of the pre-crop per local view")
+    pre_crop: bool = option(True, "one shared crop of 5-20% of the frame for all views of a clip", flag="pre-crop")
+    pre_crop_scale: tuple[float, float] = option((0.05, 0.20), "area fraction of the frame")
+    time_aug_delta: int = option(
+        0, "dino baseline: split views across two frames this far apart (0 = single frames)", flag="time-aug-delta"
+    )
+    mean: tuple[float, float, float] = option(IMAGENET_MEAN, "normalisation mean (stored in the contract)")
+    std: tuple[float, float, float] = option(IMAGENET_STD, "normalisation std (stored in the contract)")
+    num_workers: int = option(4, "DataLoader worker processes", flag="num-workers")
+    # Decoding a 1080p frame and then cropping 5-20% of it is wasteful only when frames are far
+    # larger than this.
+    max_side: int = option(0, "max side of decoded frames before augmentation (0 = native)")
+
+    @property
+    def frame_dino_num_local(self) -> int:
+        """Local crops of the DINO baselines' image: (K−1)·L, the method's count, so that every
+        Table 1 row's student sees 2 + (K−1)·L views (same compute, a fair comparison)."""
+        return max(self.num_frames - 1, 1) * self.num_local
 
 
 @dataclass
 class ModelConfig:
-    arch: str = "vit_small_patch16_224"
-    # Extra timm ``create_model`` kwargs that define the architecture beyond its name (e.g. a
-    # hub config's ``model_args``: reg_tokens, embed_dim, ...). Travels into the contract so that
-    # export and the runtime rebuild exactly this model.
-    model_args: dict[str, Any] = field(default_factory=dict)
-    # Where the backbone's starting weights came from ("" = random init): a timm name with a
-    # pretrained tag, a hub-layout folder, a .safetensors file, or a vidistill run/export.
-    init: str = ""
-    drop_path: float = 0.1  # student only; the teacher has none
-    out_dim: int = 16384  # see README "Choosing out_dim": 65536 on every patch token is costly
-    head_hidden_dim: int = 2048
-    head_bottleneck_dim: int = 256
-    head_layers: int = 3
-    norm_last_layer: bool = True
-    predictor_depth: int = 2  # transformer blocks in the training-only predictor
-    # Global loss through the predictor too (METHOD.md: off, same frame, nothing to predict).
-    global_through_predictor: bool = False
+    arch: str = option("vit_small_patch16_224", "any timm ViT name", flag="arch")
+    # Travels into the contract so that export and the runtime rebuild exactly this model.
+    model_args: dict[str, Any] = option(
+        default_factory=dict,
+        help="extra timm create_model kwargs beyond the name (reg_tokens, embed_dim, ...)",
+    )
+    init: str = option(
+        "", "starting weights: timm name with a pretrained tag, hub folder, .safetensors, or a "
+        "vidistill run/export (\"\" = random init); the architecture comes from it", flag="init",
+    )
+    drop_path: float = option(0.1, "stochastic depth of the student (the teacher has none)")
+    # 65536 (DINO's [CLS] size) on every patch token is costly: README "Presets" has the table.
+    out_dim: int = option(16384, "projection head output dimension", flag="out-dim")
+    head_hidden_dim: int = option(2048, "projection head MLP width")
+    head_bottleneck_dim: int = option(256, "projection head bottleneck (L2-normalised)")
+    head_layers: int = option(3, "projection head MLP layers")
+    norm_last_layer: bool = option(True, "freeze the norm of the weight-normed last layer at 1 (DINO)")
+    predictor_depth: int = option(2, "transformer blocks in the training-only predictor")
+    global_through_predictor: bool = option(
+        False, "global loss: local [CLS] through the predictor too (METHOD.md: off, same frame)"
+    )
 
 
 @dataclass
 class OptimConfig:
-    epochs: int = 100
-    batch_size: int = 64  # per process; the paper: 4 GPUs x 64 = 256
-    base_lr: float = 5e-4  # scaled by total_batch / 256
-    min_lr: float = 1e-6
+    epochs: int = option(100, "epochs (the schedules span them unless --max-steps)", flag="epochs")
+    batch_size: int = option(64, "clips per process (the paper: 4 GPUs x 64 = 256)", flag="batch-size")
+    base_lr: float = option(5e-4, "base lr (scaled by total batch/256 unless optim.scale_lr=false)", flag="lr")
+    min_lr: float = option(1e-6, "lr at the end of the cosine")
     # Epoch counts below may be fractional: short runs (train.max_steps) warm up for part of an epoch.
-    warmup_epochs: float = 10
-    weight_decay: float = 0.04
-    weight_decay_end: float = 0.4
-    clip_grad: float = 3.0
-    freeze_last_layer_epochs: float = 1
-    momentum_teacher: float = 0.996
-    teacher_temp: float = 0.07
-    warmup_teacher_temp: float = 0.04
-    warmup_teacher_temp_epochs: float = 30
-    student_temp: float = 0.1
-    center_momentum: float = 0.9
-    # Scale lr by total_batch/256 (DINO's rule). Far too small for a few hundred CPU steps,
-    # so small presets turn it off and give the lr directly.
-    scale_lr: bool = True
+    warmup_epochs: float = option(10, "linear lr warm-up, epochs")
+    weight_decay: float = option(0.04, "weight decay at the start (cosine)")
+    weight_decay_end: float = option(0.4, "weight decay at the end")
+    clip_grad: float = option(3.0, "per-parameter gradient norm cap (0 = off)")
+    freeze_last_layer_epochs: float = option(1, "epochs with the head's last layer frozen")
+    momentum_teacher: float = option(0.996, "teacher EMA momentum at the start (cosine to 1)")
+    teacher_temp: float = option(0.07, "teacher temperature after warm-up")
+    warmup_teacher_temp: float = option(0.04, "teacher temperature at the start")
+    warmup_teacher_temp_epochs: float = option(30, "teacher temperature warm-up, epochs")
+    student_temp: float = option(0.1, "student temperature")
+    center_momentum: float = option(0.9, "teacher centre EMA momentum")
+    # DINO's rule is far too small for a few hundred CPU steps, so small presets turn it off.
+    scale_lr: bool = option(True, "scale the lr by total batch/256 (DINO's rule)")
+
+
+@dataclass
+class AdaptConfig:
+    """Adapting a pretrained encoder (``--init``) without forgetting it; the measured recipe is
+    ``presets/adapt.yaml`` (README "Start from a pretrained encoder"). Defaults: all off."""
+
+    # A fraction of the run, not epochs: an adaptation is often a few hundred steps (--max-steps),
+    # less than one epoch, and the warm-up must end well inside it whatever the run's length.
+    head_warmup_fraction: float = option(
+        0.0, "fraction of the run's steps with the backbone frozen while the new heads and predictor "
+        "warm up; the backbone lr then ramps up linearly over as many steps",
+    )
+    layer_decay: float = option(1.0, "backbone layer i of L gets lr x decay^(L-i) (1 = off)")
+    backbone_lr_scale: float = option(1.0, "backbone lr relative to the heads and predictor")
+    gram_weight: float = option(
+        0.0, "Gram anchoring (DINOv3): weight of the loss keeping the student's patch similarities "
+        "close to the frozen init's (0 = off)", flag="gram-weight",
+    )
+    drift_every: int = option(50, "steps between feature-drift probes in log.jsonl (0 = off)")
+    drift_images: int = option(8, "frames of the run's own video in the fixed drift batch")
 
 
 @dataclass
 class TrainConfig:
-    output: str = ""  # "" = runs/<timestamp>
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    amp: str = "auto"  # auto | bf16 | fp16 | off  (auto: bf16 on CUDA when supported, else fp16)
-    compile: bool = False
-    max_steps: int = 0  # 0 = run all epochs; otherwise stop after this many optimiser steps
-    checkpoint_every: int = 500  # steps; a checkpoint is also written at every epoch end
-    log_every: int = 1
-    tensorboard: bool = False
-    progress: bool = True
+    output: str = option(
+        "", "run folder; rerunning with the same folder resumes (default: runs/<first video's "
+        "name>-<preset>[-<objective>], so the same command finds the same run)", flag="output",
+    )
+    seed: int = option(0, "random seed (weights, views, order)", flag="seed")
+    device: str = option("auto", "auto = cuda if available, else cpu", flag="device", choices=("auto", "cpu", "cuda"))
+    amp: str = option(
+        "auto", "autocast; auto = bf16 on CUDA when supported, else fp16 on CUDA; off on CPU "
+        "(bf16 helps only on CPUs with AVX-512-bf16/AMX: ask for it)",
+        flag="amp", choices=("auto", "bf16", "fp16", "off"),
+    )
+    compile: bool = option(False, "torch.compile the student", flag="compile")
+    max_steps: int = option(
+        0, "stop after this many optimiser steps; the schedules span them (0 = all epochs)", flag="max-steps"
+    )
+    checkpoint_every: int = option(500, "steps between checkpoints (also at every epoch end)", flag="checkpoint-every")
+    log_every: int = option(1, "steps between log.jsonl records")
+    tensorboard: bool = option(False, "also log to <run>/tensorboard (needs vidistill[tb])", flag="tensorboard")
+    progress: bool = option(True, "progress bar with ETA")
 
 
 @dataclass
 class Config:
-    objective: str = "dense+global"  # dense+global | dense | global | dino  (Table 1 rows)
+    objective: Objective = option(
+        Objective.METHOD, "Table 1 rows: dense+global (the method), dense, global, dino (baseline)", flag="objective"
+    )
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    preset: str = ""
+    preset: str = option("", "the preset these values started from")
 
     def validate(self) -> Config:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.data.num_frames < 2 and self.objective != "dino":
+        self.objective = Objective(self.objective)  # a plain name set in code is parsed here
+        if self.model.global_through_predictor and self.objective.is_frame_dino:
+            raise ValueError("model.global_through_predictor: the DINO baseline has no predictor")
+        if self.data.num_frames < 2 and not self.objective.is_frame_dino:
             raise ValueError("num_frames (K) must be >= 2 for the next-frame objective")
         if self.data.frame_stride < 1:
             raise ValueError("frame_stride (Δ) must be >= 1")
-        if self.data.global_size % 16 and self.data.global_size % 8:
-            raise ValueError("global_size must be a multiple of the patch size")
+        if self.data.fps < 0:
+            raise ValueError(f"fps must be >= 0 (0 = unknown), got {self.data.fps}")
+        if self.adapt.gram_weight > 0 and self.objective is Objective.GLOBAL:
+            raise ValueError("adapt.gram_weight: the 'global' objective's student sees no global view to anchor")
+        if min(self.data.global_size, self.data.local_size) < 1:
+            raise ValueError("global_size and local_size must be positive (the trainer fits them to the patch size)")
+        for key, f in config_fields(self):
+            value = self.get(key)
+            if f.metadata.get("choices") and value not in f.metadata["choices"]:
+                raise ValueError(f"{key} must be one of {', '.join(f.metadata['choices'])}, got {value!r}")
         return self
+
+    def get(self, key: str) -> Any:
+        """A value by dotted key (``optim.base_lr``)."""
+        obj: Any = self
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        return obj
 
     def to_dict(self) -> dict:
         return _to_plain(dataclasses.asdict(self))
 
 
+def config_fields(cfg: Any = None, prefix: str = "") -> list[tuple[str, dataclasses.Field]]:
+    """Every leaf field as (dotted key, Field), sections walked in declaration order."""
+    cls = cfg if isinstance(cfg, type) else type(cfg) if cfg is not None else Config
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out += config_fields(tp, f"{prefix}{f.name}.")
+        else:
+            out.append((f"{prefix}{f.name}", f))
+    return out
+
+
+def field_type(key: str) -> Any:
+    """The declared type of a dotted key."""
+    cls: Any = Config
+    for part in key.split("."):
+        cls = typing.get_type_hints(cls)[part]
+    return cls
+
+
+def field_default(key: str) -> Any:
+    """The dataclass default of a dotted key (before any preset)."""
+    return Config().get(key)
+
+
 def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, enum.Enum):
+        return obj.value
     if isinstance(obj, dict):
         return {k: _to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -142,11 +290,22 @@ def available_presets() -> list[str]:
 
 def _coerce(tp: Any, value: Any) -> Any:
     """Turn a YAML/CLI value into the field's declared type."""
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not one of {', '.join(str(m.value) for m in tp)}") from None
     origin = typing.get_origin(tp)
+    if origin is dict:
+        if isinstance(value, str):  # --set model.model_args="{reg_tokens: 4}"
+            value = yaml.safe_load(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping, got {value!r}")
+        return dict(value)
     if origin in (tuple, list):
         args = typing.get_args(tp)
         if isinstance(value, str):
-            value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
+            value = [v for v in value.strip("()[] ").split(",") if v.strip()]
         inner = args[0] if args else str
         items = [_coerce(inner, v) for v in value]
         return tuple(items) if origin is tuple else items
@@ -161,29 +320,34 @@ def _coerce(tp: Any, value: Any) -> Any:
     return value
 
 
-def apply_overrides(cfg: Any, overrides: dict[str, Any], where: str = "config") -> Any:
+def apply_overrides(cfg: Any, overrides: dict[str, Any], where: str = "config", _prefix: str = "") -> Any:
     """Overlay a nested dict (from YAML) or dotted keys (``optim.base_lr``) onto a dataclass."""
     hints = typing.get_type_hints(type(cfg))
     for key, value in overrides.items():
         head, _, rest = key.partition(".")
+        full = f"{_prefix}{key}"
         if head not in hints:
             valid = ", ".join(sorted(hints))
-            raise ValueError(f"{where}: unknown key {key!r} (valid here: {valid})")
+            raise ValueError(f"{where}: unknown key {full!r} (valid {'in ' + _prefix[:-1] if _prefix else 'here'}: {valid})")
         current = getattr(cfg, head)
         if dataclasses.is_dataclass(current):
             if rest:
-                apply_overrides(current, {rest: value}, where)
+                apply_overrides(current, {rest: value}, where, f"{_prefix}{head}.")
             elif isinstance(value, dict):
-                apply_overrides(current, value, where)
+                apply_overrides(current, value, where, f"{_prefix}{head}.")
             else:
-                raise ValueError(f"{where}: {key!r} is a section, give a mapping")
+                raise ValueError(f"{where}: {full!r} is a section, give a mapping")
         else:
             if rest:
-                raise ValueError(f"{where}: {head!r} has no sub-keys")
+                raise ValueError(f"{where}: {_prefix}{head!s} has no sub-keys")
             try:
-                setattr(cfg, head, _coerce(hints[head], value))
+                value = _coerce(hints[head], value)
             except (TypeError, ValueError) as e:
-                raise ValueError(f"{where}: bad value for {key!r}: {e}") from None
+                raise ValueError(f"{where}: bad value for {full!r}: {e}") from None
+            choices = next(f for f in dataclasses.fields(cfg) if f.name == head).metadata.get("choices")
+            if choices and value not in choices:
+                raise ValueError(f"{where}: {full} must be one of {', '.join(choices)}, got {value!r}")
+            setattr(cfg, head, value)
     return cfg
 
 
@@ -198,8 +362,11 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def auto_preset() -> str:
-    """Default preset: the single-GPU preset when CUDA is there, the CPU one otherwise."""
+def auto_preset(init: str = "") -> str:
+    """Default preset: ``adapt`` when starting from a pretrained encoder (``--init``); otherwise
+    the single-GPU preset when CUDA is there, the CPU one otherwise."""
+    if init:
+        return "adapt"
     try:
         import torch
 
@@ -215,7 +382,7 @@ def build_config(
 ) -> Config:
     """Resolve defaults < preset < config file < overrides (dotted keys)."""
     cfg = Config()
-    preset = preset or auto_preset()
+    preset = preset or auto_preset(str((overrides or {}).get("model.init", "")))
     if preset not in available_presets():
         raise ValueError(f"unknown preset {preset!r}; available: {', '.join(available_presets())}")
     apply_overrides(cfg, load_yaml(PRESET_DIR / f"{preset}.yaml"), where=f"preset {preset}")

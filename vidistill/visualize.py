@@ -3,7 +3,9 @@
 * Features: the first three principal components of the patch features, shown as RGB beside
   the input frames (one PCA fitted over all shown frames, so colours mean the same thing in
   every frame). PNG: a grid of frames; MP4: a video of them side by side.
-* Loss curves: ``--curves`` draws a run's ``log.jsonl`` (loss terms, teacher entropy, KL).
+* Loss curves: ``--curves`` draws a run's ``log.jsonl``: one panel each for the loss terms, the
+  teacher entropy (with log(out_dim), where uniform collapse sits) and the KL, per branch, each
+  panel with its legend beside the axes.
 Drawn with OpenCV (no GUI libraries needed on a robot or a server).
 """
 
@@ -81,36 +83,88 @@ def feature_picture(encoder_path: str, video: str, output: Path, frames: int = 8
     return output
 
 
-CURVES = (("loss", (40, 40, 40)), ("dense/loss", (200, 80, 0)), ("global/loss", (0, 120, 220)))
-DIAGNOSTICS = (("teacher_entropy", (0, 150, 0)), ("kl", (160, 0, 160)))
+BRANCH_COLOURS = {"total": (40, 40, 40), "dense": (200, 80, 0), "global": (0, 120, 220)}
+# (title, [(log key, legend label)]): one panel per quantity, each branch a colour.
+PANELS = (
+    ("loss", [("loss", "total"), ("dense/loss", "dense"), ("global/loss", "global")]),
+    ("teacher entropy (nats)", [("dense/teacher_entropy", "dense"), ("global/teacher_entropy", "global")]),
+    ("KL(teacher || student)", [("dense/kl", "dense"), ("global/kl", "global")]),
+)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def _plot_panel(records: list[dict], keys, title: str, size=(640, 300)) -> np.ndarray:
+def _round_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """About ``count`` ticks at multiples of 1, 2 or 5 x 10^k inside [lo, hi]."""
+    raw = (hi - lo) / max(count - 1, 1)
+    mag = 10 ** np.floor(np.log10(raw)) if raw > 0 else 1.0
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    return [float(t) for t in np.arange(np.ceil(lo / step) * step, hi + 1e-9, step)]
+
+
+def _plot_panel(records: list[dict], keys, title: str, reference: tuple[str, float] | None = None,
+                size=(760, 240), legend_width: int = 150) -> np.ndarray:
+    """One panel: curves in the axes, the legend in its own column right of them (never on a
+    curve), an optional dashed reference line (e.g. log(out_dim) for the entropy)."""
     w, h = size
     img = np.full((h, w, 3), 255, np.uint8)
-    margin = 40
-    series = {k: [(r["step"], r[k]) for r in records if isinstance(r.get(k), (int, float))] for k, _ in keys}
-    values = [v for pts in series.values() for _, v in pts if np.isfinite(v)]
-    if not values:
+    left, top, bottom = 52, 26, 30
+    right = w - legend_width
+    cv2.putText(img, title, (left, 17), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    series = {k: [(r["step"], float(r[k])) for r in records if isinstance(r.get(k), (int, float))
+                  and np.isfinite(r[k])] for k, _ in keys}
+    series = {k: pts for k, pts in series.items() if pts}
+    if not series:
+        cv2.putText(img, "(not logged in this run)", (left, h // 2), FONT, 0.45, (120, 120, 120), 1, cv2.LINE_AA)
         return img
-    steps = [s for pts in series.values() for s, _ in pts]
+    values = [v for pts in series.values() for _, v in pts] + ([reference[1]] if reference else [])
+    steps = [st for pts in series.values() for st, _ in pts]
     x0, x1 = min(steps), max(max(steps), min(steps) + 1)
     y0, y1 = min(values), max(values)
-    y0, y1 = (y0 - 0.05 * (y1 - y0 or 1), y1 + 0.05 * (y1 - y0 or 1))
-    cv2.rectangle(img, (margin, 10), (w - 10, h - margin), (180, 180, 180), 1)
+    pad = 0.05 * (y1 - y0 or 1)
+    y0, y1 = y0 - pad, y1 + pad
+
+    def px(step: float, value: float) -> tuple[int, int]:
+        return (int(left + (step - x0) / (x1 - x0) * (right - left)),
+                int(h - bottom - (value - y0) / (y1 - y0) * (h - bottom - top)))
+
+    cv2.rectangle(img, (left, top), (right, h - bottom), (180, 180, 180), 1)
     for ty in np.linspace(y0, y1, 5):
-        yy = int(h - margin - (ty - y0) / (y1 - y0) * (h - margin - 10))
-        cv2.putText(img, f"{ty:.2f}", (2, yy + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (90, 90, 90), 1)
-    cv2.putText(img, f"step {x0}..{x1}   {title}", (margin, h - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
-    for i, (k, colour) in enumerate(keys):
-        pts = [(s, v) for s, v in series[k] if np.isfinite(v)]
-        if not pts:
+        yy = px(x0, ty)[1]
+        cv2.line(img, (left - 3, yy), (left, yy), (120, 120, 120), 1)
+        cv2.putText(img, f"{ty:.3g}", (4, yy + 4), FONT, 0.35, (90, 90, 90), 1, cv2.LINE_AA)
+    for tx in _round_ticks(x0, x1):
+        xx = px(tx, y0)[0]
+        cv2.line(img, (xx, h - bottom), (xx, h - bottom + 3), (120, 120, 120), 1)
+        label = f"{tx:g}"
+        cv2.putText(img, label, (xx - 3 * len(label), h - bottom + 15), FONT, 0.35, (90, 90, 90), 1, cv2.LINE_AA)
+    cv2.putText(img, "step", (right + 12, h - bottom + 15), FONT, 0.35, (90, 90, 90), 1, cv2.LINE_AA)
+    legend = []
+    if reference:
+        a, b = px(x0, reference[1]), px(x1, reference[1])
+        for xs in range(a[0], b[0], 8):  # dashed
+            cv2.line(img, (xs, a[1]), (min(xs + 4, b[0]), a[1]), (150, 150, 150), 1)
+        legend.append((reference[0], (150, 150, 150)))
+    for key, label in keys:
+        if key not in series:
             continue
-        poly = np.array([[margin + (s - x0) / (x1 - x0) * (w - margin - 10),
-                          h - margin - (v - y0) / (y1 - y0) * (h - margin - 10)] for s, v in pts], np.int32)
-        cv2.polylines(img, [poly], False, colour[::-1], 1, cv2.LINE_AA)
-        cv2.putText(img, k, (w - 170, 25 + 16 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour[::-1], 1)
+        colour = BRANCH_COLOURS[label]  # drawn in RGB, converted once when written
+        poly = np.array([px(st, v) for st, v in series[key]], np.int32)
+        cv2.polylines(img, [poly], False, colour, 1, cv2.LINE_AA)
+        legend.append((label, colour))
+    for i, (label, colour) in enumerate(legend):
+        y = top + 12 + 20 * i
+        cv2.line(img, (right + 12, y - 4), (right + 36, y - 4), colour, 2)
+        cv2.putText(img, label, (right + 42, y), FONT, 0.45, colour, 1, cv2.LINE_AA)
     return img
+
+
+def _out_dim(run_dir: Path) -> int | None:
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    return (yaml.safe_load(path.read_text()) or {}).get("model", {}).get("out_dim")
 
 
 def loss_curves(run_dir: str, output: Path) -> Path:
@@ -122,10 +176,13 @@ def loss_curves(run_dir: str, output: Path) -> Path:
     # A resumed run re-logs the steps after its checkpoint: keep the last record of each step.
     by_step = {r["step"]: r for r in records}
     records = [by_step[s] for s in sorted(by_step)]
-    picture = np.concatenate([_plot_panel(records, CURVES, "loss terms"),
-                              _plot_panel(records, DIAGNOSTICS, "teacher entropy / KL (collapse watch)")], axis=0)
+    out_dim = _out_dim(Path(run_dir))
+    panels = []
+    for title, keys in PANELS:
+        reference = ("log out_dim", float(np.log(out_dim))) if out_dim and "entropy" in title else None
+        panels.append(_plot_panel(records, keys, title, reference))
     output.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(output), picture):
+    if not cv2.imwrite(str(output), cv2.cvtColor(np.concatenate(panels, axis=0), cv2.COLOR_RGB2BGR)):
         raise VidistillError(f"{output}: cannot write the picture")
     return output
 

@@ -18,6 +18,11 @@ Classes (from pybullet's segmentation mask, object unique id -> class)::
 
     1 background (nothing hit)  2 floor  3 table  4 tray  5 robot  6 objects
 
+``--scene b`` renders another workcell with the same classes (other objects, surfaces, light and
+cameras; the adaptation benchmark's "robot's own footage", ``benchmarks/adapt``).
+``--labelled-every N`` also writes every N-th training-video frame with its labels to
+``DIR/labelled/`` (supervision for a base encoder; the probe sets stay held out).
+
 Usage::
 
     python benchmarks/sim_robot/render.py --output data/sim --episodes 8 --frames 300 --size 256 --seed 0
@@ -99,6 +104,60 @@ TRAIN_CAMERA = Camera()
 # Held-out probe episodes: a camera shifted in yaw, pitch, height and distance.
 HELD_OUT_CAMERA = Camera(yaw=125.0, pitch=-45.0, distance=1.6, target=(0.5, 0.05, TABLE_TOP + 0.05))
 
+# Scene B's (tabletop) objects: none of scene A's shapes.
+OBJECT_URDFS_B = (
+    ("teddy_vhacd.urdf", 1.4),
+    ("soccerball.urdf", 0.11),
+    ("sphere8cube.urdf", 0.09),
+    ("block.urdf", 1.2),
+    ("cube.urdf", 0.08),
+    ("random_urdfs/100/100.urdf", 1.4),
+    ("random_urdfs/101/101.urdf", 1.3),
+    ("random_urdfs/102/102.urdf", 1.4),
+    ("random_urdfs/103/103.urdf", 1.4),
+)
+
+
+@dataclass(frozen=True)
+class SceneStyle:
+    """What makes one workcell look like itself: objects, surfaces, light and cameras.
+
+    Scene "a" is the benchmark's original scene (Table 1; the adaptation benchmark's base
+    encoder is trained on it). Scene "b" is "the robot's own footage" for the adaptation
+    benchmark: other objects, a dark wooden table on a tinted floor, warm light from the other
+    side, and cameras looking from the robot's side. The classes are the same, so one probe reads both.
+    """
+
+    objects: tuple[tuple[str, float], ...] = OBJECT_URDFS
+    num_objects: int = 8
+    table_rgb: tuple[float, float, float] = (1.0, 1.0, 1.0)  # times a random shade per episode
+    floor_rgba: tuple[float, float, float, float] | None = None  # None: the plane's own texture
+    tray_rgba: tuple[float, float, float, float] | None = None
+    light_direction: tuple[float, float, float] = (1.0, 0.6, 2.0)
+    light: dict = field(default_factory=dict)  # extra getCameraImage light kwargs (colour, coefficients)
+    train_camera: Camera = field(default_factory=lambda: TRAIN_CAMERA)
+    held_out_camera: Camera = field(default_factory=lambda: HELD_OUT_CAMERA)
+    seed_offset: int = 0  # added to every episode seed: scenes never share a layout
+
+
+SCENES = {
+    "a": SceneStyle(),
+    "b": SceneStyle(
+        objects=OBJECT_URDFS_B,
+        num_objects=10,
+        table_rgb=(0.62, 0.42, 0.26),
+        floor_rgba=(0.55, 0.6, 0.72, 1.0),
+        tray_rgba=(0.25, 0.3, 0.35, 1.0),
+        light_direction=(-1.2, -1.0, 1.6),
+        light=dict(lightColor=(1.0, 0.85, 0.68), lightAmbientCoeff=0.45, lightDiffuseCoeff=0.6),
+        train_camera=Camera(yaw=-35.0, pitch=-48.0, distance=1.25, target=(0.5, -0.05, TABLE_TOP),
+                            yaw_amp=20.0, pitch_amp=5.0, dist_amp=0.1, period=16.0),
+        held_out_camera=Camera(yaw=-60.0, pitch=-50.0, distance=1.55, target=(0.55, 0.05, TABLE_TOP),
+                               yaw_amp=20.0, pitch_amp=5.0, dist_amp=0.1, period=16.0),
+        seed_offset=50_000,
+    ),
+}
+
 
 @dataclass
 class Trajectory:
@@ -132,6 +191,7 @@ class Scene:
     arm_joints: list[int]
     finger_joints: list[int]
     class_of: dict[int, int] = field(default_factory=dict)  # body unique id -> class
+    style: SceneStyle | None = None  # light and cameras (None: scene "a")
 
 
 def _random_colour(rng: np.random.Generator) -> list[float]:
@@ -140,8 +200,9 @@ def _random_colour(rng: np.random.Generator) -> list[float]:
     return [float(c) for c in rgb] + [1.0]
 
 
-def build_scene(p, client: int, rng: np.random.Generator, num_objects: int = 8) -> Scene:
-    """Reset the simulation and lay out a new random scene (layout, colours)."""
+def build_scene(p, client: int, rng: np.random.Generator, num_objects: int | None = None,
+                style: SceneStyle = SCENES["a"]) -> Scene:
+    """Reset the simulation and lay out a new random scene (layout, colours) in ``style``."""
     import pybullet_data
 
     p.resetSimulation(physicsClientId=client)
@@ -153,18 +214,22 @@ def build_scene(p, client: int, rng: np.random.Generator, num_objects: int = 8) 
         class_of[uid] = cls
         return uid
 
-    load("plane.urdf", (0, 0, 0), FLOOR)
+    floor = load("plane.urdf", (0, 0, 0), FLOOR)
+    if style.floor_rgba is not None:
+        p.changeVisualShape(floor, -1, rgbaColor=list(style.floor_rgba), physicsClientId=client)
     table = load("table/table.urdf", TABLE_POS, TABLE)
     shade = rng.uniform(0.45, 1.0)
-    tint = np.clip(shade * (1 + rng.uniform(-0.15, 0.15, 3)), 0, 1)
+    tint = np.clip(shade * np.asarray(style.table_rgb) * (1 + rng.uniform(-0.15, 0.15, 3)), 0, 1)
     p.changeVisualShape(table, -1, rgbaColor=[*tint.tolist(), 1.0], physicsClientId=client)
     tray_pos = (rng.uniform(*TRAY_RANGE[0]), rng.uniform(*TRAY_RANGE[1]), TABLE_TOP)
     tray_orn = p.getQuaternionFromEuler((0, 0, rng.uniform(-0.4, 0.4)))
-    load("tray/traybox.urdf", tray_pos, TRAY, tray_orn, scale=0.7)
+    tray = load("tray/traybox.urdf", tray_pos, TRAY, tray_orn, scale=0.7)
+    if style.tray_rgba is not None:
+        p.changeVisualShape(tray, -1, rgbaColor=list(style.tray_rgba), physicsClientId=client)
     robot = load("franka_panda/panda.urdf", ROBOT_BASE, ROBOT)
 
-    for _ in range(num_objects):
-        urdf, scale = OBJECT_URDFS[int(rng.integers(len(OBJECT_URDFS)))]
+    for _ in range(style.num_objects if num_objects is None else num_objects):
+        urdf, scale = style.objects[int(rng.integers(len(style.objects)))]
         for _attempt in range(20):  # keep objects out of the tray (they sit on the table top)
             x, y = rng.uniform(*OBJECT_RANGE[0]), rng.uniform(*OBJECT_RANGE[1])
             if abs(x - tray_pos[0]) > 0.25 or abs(y - tray_pos[1]) > 0.25:
@@ -187,7 +252,7 @@ def build_scene(p, client: int, rng: np.random.Generator, num_objects: int = 8) 
             arm.append(j)
         elif info[2] == p.JOINT_PRISMATIC and "finger" in name:
             fingers.append(j)
-    return Scene(client, robot, arm, fingers, class_of)
+    return Scene(client, robot, arm, fingers, class_of, style)
 
 
 def pose_robot(p, scene: Scene, traj: Trajectory, t: float) -> None:
@@ -213,11 +278,12 @@ def render_frame(
 
     ``labels=False`` (training video) skips the segmentation pass and returns (rgb, None, None).
     """
+    style = scene.style or SCENES["a"]
     _, _, rgba, depth_buf, seg = p.getCameraImage(
         size, size, view, proj,
-        renderer=p.ER_TINY_RENDERER, shadow=int(shadow), lightDirection=(1.0, 0.6, 2.0),
+        renderer=p.ER_TINY_RENDERER, shadow=int(shadow), lightDirection=style.light_direction,
         flags=0 if labels else p.ER_NO_SEGMENTATION_MASK,
-        physicsClientId=scene.client,
+        physicsClientId=scene.client, **style.light,
     )
     rgb = np.asarray(rgba, np.uint8).reshape(size, size, 4)[..., :3].copy()
     if not labels:
@@ -262,41 +328,68 @@ def save_depth_mm(path: Path, depth_m: np.ndarray) -> None:
     cv2.imwrite(str(path), mm)
 
 
-def render_training_video(p, client, path: Path, seed: int, frames: int, size: int, fps: float, shadow: bool) -> None:
+def write_still(root: Path, split: str, stem: str, rgb: np.ndarray, classes: np.ndarray, depth: np.ndarray) -> None:
+    """One labelled still in the ADE layout: image, class map, depth (aligned, same size)."""
+    cv2.imwrite(str(root / "images" / split / f"{stem}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(root / "annotations" / split / f"{stem}.png"), classes)
+    save_depth_mm(root / "depth" / split / f"{stem}.png", depth)
+
+
+def make_ade_folders(root: Path, splits=("training", "validation")) -> None:
+    for sub in ("images", "annotations", "depth"):
+        for split in splits:
+            (root / sub / split).mkdir(parents=True, exist_ok=True)
+
+
+def render_training_video(
+    p, client, path: Path, seed: int, frames: int, size: int, fps: float, shadow: bool,
+    style: SceneStyle = SCENES["a"], labelled_root: Path | None = None, labelled_every: int = 0,
+) -> int:
+    """One training episode as mp4. With ``labelled_every`` > 0, every n-th frame is also written
+    with its labels into ``labelled_root`` (ADE layout, split ``training``): supervision for a
+    base encoder trained on this scene, never used by the probes. Returns labelled stills written."""
     rng = np.random.default_rng(seed)
-    scene = build_scene(p, client, rng)
+    scene = build_scene(p, client, rng, style=style)
     traj = Trajectory.random(rng)
-    cam = Camera(**{**TRAIN_CAMERA.__dict__, "phase": float(rng.uniform(0, 2 * np.pi))})
+    cam = Camera(**{**style.train_camera.__dict__, "phase": float(rng.uniform(0, 2 * np.pi))})
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
     if not writer.isOpened():
         raise RuntimeError(f"{path}: cv2.VideoWriter (mp4v) cannot write here")
+    proj = projection_matrix(p, size)
+    labelled = 0
     try:
-        for rgb, _, _ in episode_frames(p, scene, traj, cam, np.arange(frames) / fps, size, shadow, False):
+        for i, t in enumerate(np.arange(frames) / fps):
+            pose_robot(p, scene, traj, t)
+            view = p.computeViewMatrixFromYawPitchRoll(**cam.view_at(t))
+            with_labels = labelled_root is not None and labelled_every > 0 and i % labelled_every == 0
+            rgb, classes, depth = render_frame(p, scene, view, proj, size, shadow, with_labels)
             writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            if with_labels:
+                write_still(labelled_root, "training", f"{path.stem}_{i:05d}", rgb, classes, depth)
+                labelled += 1
     finally:
         writer.release()
+    return labelled
 
 
 def render_probe_episode(
-    p, client, root: Path, split: str, name: str, seed: int, stills: int, size: int, duration: float, shadow: bool
+    p, client, root: Path, split: str, name: str, seed: int, stills: int, size: int, duration: float, shadow: bool,
+    style: SceneStyle = SCENES["a"],
 ) -> None:
     """Stills spread over one held-out episode: image, class map, depth (aligned, same size)."""
     rng = np.random.default_rng(seed)
-    scene = build_scene(p, client, rng)
+    scene = build_scene(p, client, rng, style=style)
     traj = Trajectory.random(rng)
-    cam = Camera(**{**HELD_OUT_CAMERA.__dict__, "phase": float(rng.uniform(0, 2 * np.pi))})
+    cam = Camera(**{**style.held_out_camera.__dict__, "phase": float(rng.uniform(0, 2 * np.pi))})
     times = np.linspace(0, duration, stills, endpoint=False) + rng.uniform(0, duration / max(stills, 1))
     for i, (rgb, classes, depth) in enumerate(episode_frames(p, scene, traj, cam, times, size, shadow)):
-        stem = f"{name}_{i:04d}"
-        cv2.imwrite(str(root / "images" / split / f"{stem}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(root / "annotations" / split / f"{stem}.png"), classes)
-        save_depth_mm(root / "depth" / split / f"{stem}.png", depth)
+        write_still(root, split, f"{name}_{i:04d}", rgb, classes, depth)
 
 
 # Seeds: training episodes use seed*1000 + i; probe set A seed*1000 + 500 + i; set B
-# seed*1000 + 700 + i, so the three never share a layout or a trajectory.
-def episode_seed(seed: int, kind: str, i: int) -> int:
-    return seed * 1000 + {"train": 0, "probe_a": 500, "probe_b": 700}[kind] + i
+# seed*1000 + 700 + i, so the three never share a layout or a trajectory (plus the scene's offset).
+def episode_seed(seed: int, kind: str, i: int, scene: str = "a") -> int:
+    return SCENES[scene].seed_offset + seed * 1000 + {"train": 0, "probe_a": 500, "probe_b": 700}[kind] + i
 
 
 def render_benchmark(
@@ -310,34 +403,47 @@ def render_benchmark(
     probe_size: int | None = None,
     fps: float = 30.0,
     shadow: bool = True,
+    scene: str = "a",
+    labelled_every: int = 0,
 ) -> dict:
-    """Render everything; returns the manifest (also written to ``output/manifest.json``)."""
+    """Render everything; returns the manifest (also written to ``output/manifest.json``).
+
+    ``scene``: a key of ``SCENES``. ``labelled_every`` > 0 also writes every n-th training-video
+    frame with labels to ``output/labelled`` (training supervision, separate from the probe sets).
+    """
     import pybullet as p
     from tqdm import tqdm
 
+    if scene not in SCENES:
+        raise ValueError(f"scene {scene!r}: choose one of {sorted(SCENES)}")
+    style = SCENES[scene]
     out = Path(output)
     probe_episodes = probe_episodes if probe_episodes is not None else max(2, episodes // 2)
     probe_size = probe_size or size
     (out / "videos").mkdir(parents=True, exist_ok=True)
     probe_root = out / "probe"
-    for sub in ("images", "annotations", "depth"):
-        for split in ("training", "validation"):
-            (probe_root / sub / split).mkdir(parents=True, exist_ok=True)
+    make_ade_folders(probe_root)
+    labelled_root = out / "labelled" if labelled_every > 0 else None
+    if labelled_root is not None:
+        make_ade_folders(labelled_root, ("training",))
     client = p.connect(p.DIRECT)
     timings = {}
+    labelled = 0
     try:
         t0 = time.perf_counter()
         videos = []
         for i in tqdm(range(episodes), desc="training episodes", disable=None):
             path = out / "videos" / f"episode_{i:03d}.mp4"
-            render_training_video(p, client, path, episode_seed(seed, "train", i), frames, size, fps, shadow)
+            labelled += render_training_video(p, client, path, episode_seed(seed, "train", i, scene), frames, size,
+                                              fps, shadow, style, labelled_root, labelled_every)
             videos.append(str(path.relative_to(out)))
         t1 = time.perf_counter()
         duration = frames / fps
         for split, kind in (("training", "probe_a"), ("validation", "probe_b")):
             for i in tqdm(range(probe_episodes), desc=f"probe {split}", disable=None):
                 render_probe_episode(p, client, probe_root, split, f"{kind[-1]}{i:03d}",
-                                     episode_seed(seed, kind, i), probe_frames, probe_size, duration, shadow)
+                                     episode_seed(seed, kind, i, scene), probe_frames, probe_size, duration, shadow,
+                                     style)
         t2 = time.perf_counter()
         timings = {
             "training_video_s": t1 - t0,
@@ -348,6 +454,7 @@ def render_benchmark(
     finally:
         p.disconnect(client)
     manifest = {
+        "scene": scene,
         "classes": {str(k): v for k, v in CLASSES.items()},
         "episodes": episodes, "frames": frames, "size": size, "fps": fps, "seed": seed,
         "probe_episodes": probe_episodes, "probe_frames": probe_frames, "probe_size": probe_size,
@@ -355,6 +462,8 @@ def render_benchmark(
         "depth": {"units": "millimetres, uint16 PNG, 0 = invalid", "near": NEAR, "far": FAR},
         "timings": timings,
     }
+    if labelled_root is not None:
+        manifest["labelled"] = {"path": "labelled", "every": labelled_every, "stills": labelled}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -372,6 +481,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe-size", type=int, default=None, help="probe still size (default: --size)")
     ap.add_argument("--fps", type=float, default=30.0)
     ap.add_argument("--no-shadow", action="store_true", help="no shadows (a little faster)")
+    ap.add_argument("--scene", default="a", choices=sorted(SCENES),
+                    help="a: the original workcell (default); b: other objects, surfaces, light and cameras")
+    ap.add_argument("--labelled-every", type=int, default=0, metavar="N",
+                    help="also write every N-th training frame with labels to OUTPUT/labelled (default 0: none)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
@@ -380,7 +493,8 @@ def main(argv: list[str] | None = None) -> int:
         print("render.py needs pybullet: pip install 'vidistill[sim]'", file=sys.stderr)
         return 2
     m = render_benchmark(args.output, args.episodes, args.frames, args.size, args.seed, args.probe_episodes,
-                         args.probe_frames, args.probe_size, args.fps, not args.no_shadow)
+                         args.probe_frames, args.probe_size, args.fps, not args.no_shadow, args.scene,
+                         args.labelled_every)
     t = m["timings"]
     print(f"rendered {args.episodes} x {args.frames} training frames ({t['ms_per_training_frame']:.1f} ms/frame) "
           f"and 2 x {m['probe_episodes']} x {args.probe_frames} probe stills "

@@ -132,6 +132,8 @@ def extract_cache(
     quality: int = 95,
     workers: int | None = None,
     progress: bool = True,
+    cameras: Sequence[str] = (),
+    fps: float = 0.0,
 ) -> list[CacheEntry]:
     """Extract every frame of every source under ``videos`` into the cache ``output``.
 
@@ -145,7 +147,7 @@ def extract_cache(
         raise VideoError(f"{out}: exists and is not a directory")
     if out.is_dir() and not is_cache_dir(out) and any(out.iterdir()):
         raise VideoError(f"{out}: not empty and not a frame cache (no {CACHE_INDEX}); choose another --output")
-    sources = discover_sources(videos, max_side=max_side, exclude=[out])
+    sources = discover_sources(videos, max_side=max_side, exclude=[out], cameras=cameras, fps=fps)
     for src in sources:
         src.close()
 
@@ -169,6 +171,7 @@ def extract_cache(
         entry = CacheEntry(
             name=src.name, path=src.original_path if isinstance(src, JpegCacheSource) else src.path,
             frames=len(src), fps=src.fps, width=w, height=h, pattern=f"{key}/{FRAME_FILE}",
+            camera=src.camera, episode=src.episode,
         )
         old = previous.pop(entry.pattern, None)
         if old is not None and (old.frames, old.width, old.height) != (entry.frames, entry.width, entry.height):

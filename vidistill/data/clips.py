@@ -120,7 +120,6 @@ class ClipSampler(Sampler):
         self.epoch = int(epoch)
         self.start_index = 0
         self.set_start(start_index)
-        self._yielded = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -146,37 +145,8 @@ class ClipSampler(Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
-        ids = self.order()[self.start_index :].tolist()
-        self._yielded = self.start_index
-        for clip_id in ids:
-            self._yielded += 1
+        for clip_id in self.order()[self.start_index :].tolist():
             yield clip_id, epoch
 
     def __len__(self) -> int:
         return self.num_samples - self.start_index
-
-    def state_dict(self, consumed: int | None = None) -> dict[str, int]:
-        """Where this rank is: pass ``consumed`` (clips the trainer has used in this epoch); by
-        default the clips yielded so far, which runs ahead of training when workers prefetch."""
-        return {
-            "epoch": self.epoch,
-            "start_index": self._yielded if consumed is None else int(consumed),
-            "seed": self.seed,
-            "num_clips": self.num_clips,
-            "num_replicas": self.num_replicas,
-        }
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        if int(state.get("num_clips", self.num_clips)) != self.num_clips or int(
-            state.get("num_replicas", self.num_replicas)
-        ) != self.num_replicas:
-            log.warning(
-                "the clip set or process count changed since the state was saved "
-                "(%s clips x %s processes, now %d x %d); restarting the epoch from its beginning",
-                state.get("num_clips"), state.get("num_replicas"), self.num_clips, self.num_replicas,
-            )
-            self.set_epoch(int(state["epoch"]))
-            return
-        self.seed = int(state.get("seed", self.seed))
-        self.set_epoch(int(state["epoch"]))
-        self.set_start(int(state["start_index"]))

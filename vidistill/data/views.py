@@ -236,7 +236,7 @@ class ClipSample:
     """Views of one clip: ``globals`` (G, 3, H, W), ``locals`` (Gl, L, 3, h, w), float32, normalised.
 
     Method: G = K frames, Gl = K−1 (locals of frames 1..K−1). DINO baselines: G = 2 global views,
-    Gl = 1 (all L locals of the image, or of the two frames for time-aug).
+    Gl = 1 (all (K−1)·L locals of the image, or of the two frames for time-aug).
     """
 
     globals: torch.Tensor
@@ -270,8 +270,6 @@ class _ViewBuilder:
         self.scale, self.shift = 1.0 / (255.0 * std), mean / std
         self.global_sigma_scale = data.global_size / DINO_GLOBAL_SIZE
         self.local_sigma_scale = data.local_size / DINO_LOCAL_SIZE
-
-    num_input_frames = 1
 
     def sample(self, rng: np.random.Generator, height: int, width: int) -> ViewParams:
         raise NotImplementedError
@@ -317,7 +315,6 @@ class ClipViews(_ViewBuilder):
 
     def __init__(self, data: DataConfig, color: bool = True):
         super().__init__(data, color)
-        self.num_input_frames = data.num_frames
 
     def sample(self, rng: np.random.Generator, height: int, width: int) -> ViewParams:
         d = self.data
@@ -342,16 +339,16 @@ class ClipViews(_ViewBuilder):
 class FrameViews(_ViewBuilder):
     """DINO's multi-crop of one frame, or of two frames Δ apart (time-aug), for the baselines.
 
-    Plain: 2 global views (DINO recipes 1 and 2) + L locals of frame 0. Time-aug (two input
+    Plain: 2 global views (DINO recipes 1 and 2) + (K−1)·L locals of frame 0 (the method's
+    count of student views, ``DataConfig.frame_dino_num_local``). Time-aug (two input
     frames): global view 1 and the first ceil(L/2) locals from frame 0, global view 2 and the
     other locals from frame 1. The pre-crop (when on) is one box shared by both frames: one
-    "image" seen at two times. Output: globals (2, 3, H, W), locals (1, L, 3, h, w).
+    "image" seen at two times. Output: globals (2, 3, H, W), locals (1, (K−1)·L, 3, h, w).
     """
 
     def __init__(self, data: DataConfig, time_aug: bool = False, color: bool = True):
         super().__init__(data, color)
         self.time_aug = time_aug
-        self.num_input_frames = 2 if time_aug else 1
 
     def sample(self, rng: np.random.Generator, height: int, width: int) -> ViewParams:
         d = self.data
@@ -360,11 +357,12 @@ class FrameViews(_ViewBuilder):
         global_boxes = self._boxes(rng, region, d.global_scale, 2)
         global_flips = [bool(f) for f in rng.random(2) < 0.5]
         global_color = Photometric.sample(rng, [GLOBAL_1, GLOBAL_2], self.global_sigma_scale)
-        first_half = math.ceil(d.num_local / 2)
-        local_frames = [0 if (j < first_half or not self.time_aug) else second for j in range(d.num_local)]
-        local_boxes = self._boxes(rng, region, d.local_scale, d.num_local)
-        local_flips = [bool(f) for f in rng.random(d.num_local) < 0.5]
-        local_color = Photometric.sample(rng, [LOCAL] * d.num_local, self.local_sigma_scale)
+        n_local = d.frame_dino_num_local  # (K−1)·L: as many student views as the method
+        first_half = math.ceil(n_local / 2)
+        local_frames = [0 if (j < first_half or not self.time_aug) else second for j in range(n_local)]
+        local_boxes = self._boxes(rng, region, d.local_scale, n_local)
+        local_flips = [bool(f) for f in rng.random(n_local) < 0.5]
+        local_color = Photometric.sample(rng, [LOCAL] * n_local, self.local_sigma_scale)
         return ViewParams(
             pre_crop=region, global_frames=[0, second], global_boxes=global_boxes, global_flips=global_flips,
             global_color=global_color, local_frames=local_frames, local_boxes=local_boxes,

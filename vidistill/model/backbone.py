@@ -1,4 +1,4 @@
-"""The ViT backbone: any timm ViT, built from scratch (nothing is downloaded)."""
+"""The ViT backbone: any timm ViT (patch 14/16, register tokens, layer scale, RoPE/EVA)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ from vidistill.contract import EncoderContract
 
 
 def build_backbone(
-    arch: str, image_size: int, drop_path: float = 0.0, model_args: dict | None = None
+    arch: str, image_size: int, drop_path: float = 0.0, model_args: dict | None = None, pretrained: bool = False
 ) -> nn.Module:
     """A timm ViT without classifier whose ``forward_features`` returns (B, prefix+P, D).
+
+    Random weights unless ``pretrained`` (then ``arch`` carries a pretrained tag and timm loads it
+    from the Hugging Face cache, resampling position embeddings to ``image_size``; only
+    ``vidistill.model.pretrained`` asks for that).
 
     ``dynamic_img_size`` lets the 96 px local crops run through the same weights as the 224 px
     global views (the position embedding is resampled on the fly). The export rebuilds the
@@ -21,7 +25,7 @@ def build_backbone(
     try:
         return timm.create_model(
             arch,
-            pretrained=False,
+            pretrained=pretrained,
             num_classes=0,
             img_size=image_size,
             drop_path_rate=drop_path,

@@ -1,6 +1,6 @@
 """The losses of the method (eq. 1 and 2), DINO's baseline loss, centring and temperature."""
 
-from vidistill.objective.centring import Centre, teacher_temperature
+from vidistill.objective.centring import Centre
 from vidistill.objective.cross_entropy import DistillationStats, soft_cross_entropy, teacher_probs
 from vidistill.objective.dense import DenseNextFrameLoss
 from vidistill.objective.global_loss import GlobalLoss, MultiCropDINOLoss
@@ -17,5 +17,4 @@ __all__ = [
     "build_objective",
     "soft_cross_entropy",
     "teacher_probs",
-    "teacher_temperature",
 ]

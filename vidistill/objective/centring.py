@@ -1,4 +1,5 @@
-"""Teacher-output centring and the teacher temperature schedule (DINO §3.2 "avoiding collapse")."""
+"""Teacher-output centring (DINO §3.2 "avoiding collapse"); the temperature schedule is in
+``vidistill.train.schedules``."""
 
 from __future__ import annotations
 
@@ -29,10 +30,3 @@ class Centre(nn.Module):
             dist.all_reduce(batch_sum)
             dist.all_reduce(count)
         self.value.mul_(self.momentum).add_(batch_sum / count, alpha=1.0 - self.momentum)
-
-
-def teacher_temperature(step: int, warmup_steps: int, warmup_temp: float, final_temp: float) -> float:
-    """τ_T: linear warm-up ``warmup_temp → final_temp`` over ``warmup_steps``, then constant."""
-    if step >= warmup_steps or warmup_steps <= 0:
-        return final_temp
-    return warmup_temp + (final_temp - warmup_temp) * step / warmup_steps

@@ -27,8 +27,7 @@ class NextFrameDistillation(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         o = cfg.optim
-        self.use_dense = cfg.objective in ("dense+global", "dense")
-        self.use_global = cfg.objective in ("dense+global", "global")
+        self.use_dense, self.use_global = cfg.objective.uses_dense, cfg.objective.uses_global
         self.dense_weight = 0.5 if self.use_global else 1.0
         self.global_weight = 0.5 if self.use_dense else 1.0
         self.dense_loss = DenseNextFrameLoss(cfg.model.out_dim, o.student_temp, o.center_momentum)
@@ -64,7 +63,8 @@ class FrameDINO(nn.Module):
     """Plain DINO on frames (with or without pre-crop, or time-aug): the Table 1 baselines.
 
     Teacher: the two global views' [CLS]. Student: both global views and the local views'
-    [CLS], no predictor. Same model, same head, same number of student views as the method.
+    [CLS], no predictor. Same model, same head, and as many student views as the method:
+    2 globals + (K−1)·L locals (``DataConfig.frame_dino_num_local``).
     """
 
     def __init__(self, cfg: Config):
@@ -84,4 +84,4 @@ class FrameDINO(nn.Module):
 
 
 def build_objective(cfg: Config) -> nn.Module:
-    return FrameDINO(cfg) if cfg.objective == "dino" else NextFrameDistillation(cfg)
+    return FrameDINO(cfg) if cfg.objective.is_frame_dino else NextFrameDistillation(cfg)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from vidistill.errors import VidistillError
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -31,9 +33,12 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but CUDA is not available")
+            raise VidistillError("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
         return torch.device("cuda", local_rank)
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError as e:
+        raise VidistillError(f"--device {name!r}: {e}") from None
 
 
 def setup_distributed(device_name: str = "auto") -> DistributedContext:

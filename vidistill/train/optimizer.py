@@ -7,7 +7,9 @@ from torch import nn
 
 
 def param_groups(model: nn.Module) -> list[dict]:
-    """Weight decay on weight matrices only; biases, norms and tokens (1-D params) get none."""
+    """DINO's ``get_params_groups``: no weight decay on 1-D parameters (biases, norm scales);
+    everything else is decayed, including the [CLS]/register tokens and the position
+    embeddings, which are 3-D tensors (DINO decays them too)."""
     decay, no_decay = [], []
     for _, p in model.named_parameters():
         if not p.requires_grad:
@@ -16,14 +18,19 @@ def param_groups(model: nn.Module) -> list[dict]:
     return [{"params": decay, "apply_wd": True}, {"params": no_decay, "apply_wd": False, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, groups: list[dict] | None = None) -> torch.optim.Optimizer:
+    """AdamW over ``groups`` (default: :func:`param_groups`); a group's ``lr_scale`` (layer-wise
+    decay, ``train.adaptation``) multiplies the scheduled lr."""
     # lr and weight decay are set every step from the schedules.
-    return torch.optim.AdamW(param_groups(model), lr=0.0, weight_decay=0.0)
+    return torch.optim.AdamW(groups or param_groups(model), lr=0.0, weight_decay=0.0)
 
 
-def set_hyperparameters(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:
+def set_hyperparameters(
+    optimizer: torch.optim.Optimizer, lr: float, weight_decay: float, backbone_lr_factor: float = 1.0
+) -> None:
+    """``backbone_lr_factor`` scales the groups marked ``backbone`` (the adaptation's ramp)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0) * (backbone_lr_factor if group.get("backbone") else 1.0)
         if group.get("apply_wd"):
             group["weight_decay"] = weight_decay
 

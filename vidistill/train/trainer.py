@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,30 +18,47 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from vidistill.checkpoint import CHECKPOINT_NAME, atomic_save, build_state, load_checkpoint
-from vidistill.config import Config, config_from_dict
+from vidistill.config import Config, Objective, config_from_dict
 from vidistill.data import build_dataloader
 from vidistill.errors import CheckpointError, TrainingError, VidistillError
 from vidistill.model import Student, Teacher, update_teacher
-from vidistill.objective import build_objective, teacher_temperature
+from vidistill.model.pretrained import load_init, prepare_model_config, saved_run_config
+from vidistill.objective import build_objective
+from vidistill.objective.gram import with_gram_anchor
+from vidistill.train.adaptation import (
+    FeatureDriftProbe,
+    adaptation_param_groups,
+    cancel_backbone_gradients,
+    probe_pixels,
+)
 from vidistill.train.distributed import (
     DistributedContext,
     broadcast_flag,
     cleanup_distributed,
     setup_distributed,
 )
-from vidistill.train.monitor import CollapseDetector, RunLogger
+from vidistill.train.monitor import CollapseDetector, RunLogger, tensorboard_writer
 from vidistill.train.optimizer import (
     build_optimizer,
     cancel_last_layer_gradients,
     clip_gradients_per_parameter,
     set_hyperparameters,
 )
-from vidistill.train.schedules import cosine_schedule
+from vidistill.train.run_lock import RunFolderBusy, RunLock
+from vidistill.train.schedules import Schedules
 
 log = logging.getLogger(__name__)
 
 # Changing these under an existing run would silently train a different model.
 RESUME_MUST_MATCH = ("objective", "model", "data.num_frames", "data.frame_stride", "data.global_size")
+# A step's place in its epoch and in the schedules depends on these (saved with each checkpoint).
+POSITION_NAMES = {
+    "clips": "clips per epoch (data.videos, data.clip_stride)",
+    "batch_size": "batch per process (--batch-size)",
+    "world_size": "processes (torchrun --nproc_per_node)",
+    "steps_per_epoch": "steps per epoch",
+    "total_steps": "total steps (--max-steps / --epochs)",
+}
 
 
 def default_output(cfg: Config) -> Path:
@@ -50,8 +66,8 @@ def default_output(cfg: Config) -> Path:
     command resumes the same run instead of starting a new one."""
     stem = Path(cfg.data.videos[0]).resolve().name if cfg.data.videos else "run"
     name = f"{stem}-{cfg.preset or 'custom'}"
-    if cfg.objective != "dense+global":
-        name += f"-{cfg.objective.replace('+', '-')}"
+    if cfg.objective is not Objective.METHOD:
+        name += f"-{cfg.objective.value.replace('+', '-')}"
     return Path("runs") / name
 
 
@@ -67,48 +83,38 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
-@dataclass
-class Schedules:
-    lr: list[float]
-    weight_decay: list[float]
-    momentum: list[float]
-    teacher_temp_warmup_steps: int
-    freeze_last_layer_steps: int
-    total_steps: int
-
-    @classmethod
-    def build(cls, cfg: Config, steps_per_epoch: int, world_size: int) -> Schedules:
-        o = cfg.optim
-        total = cfg.train.max_steps or o.epochs * steps_per_epoch
-        lr = o.base_lr * (o.batch_size * world_size / 256.0 if o.scale_lr else 1.0)
-
-        def steps(epochs: float) -> int:
-            return round(epochs * steps_per_epoch)
-
-        return cls(
-            lr=cosine_schedule(lr, o.min_lr, total, steps(o.warmup_epochs)),
-            weight_decay=cosine_schedule(o.weight_decay, o.weight_decay_end, total),
-            momentum=cosine_schedule(o.momentum_teacher, 1.0, total),
-            teacher_temp_warmup_steps=min(steps(o.warmup_teacher_temp_epochs), total),
-            freeze_last_layer_steps=steps(o.freeze_last_layer_epochs),
-            total_steps=total,
-        )
-
-
 class Trainer:
     def __init__(self, cfg: Config, ctx: DistributedContext):
         self.cfg, self.ctx = cfg, ctx
         self.device = ctx.device
-        self.run_dir = Path(cfg.train.output) if cfg.train.output else default_output(cfg)
-        cfg.train.output = str(self.run_dir)
+        self.run_dir = Path(cfg.train.output)
         self.ckpt_path = self.run_dir / CHECKPOINT_NAME
+
+        # The init (--init) decides the architecture and crop sizes; resuming, weights come from the checkpoint.
+        init = prepare_model_config(cfg, saved_run_config(self.run_dir))
+        # The data decide where a step falls in an epoch and how long the schedules are; they
+        # are known before a checkpoint is read, so a resume can check they have not changed.
+        self.loader, self.sampler = build_dataloader(cfg, rank=ctx.rank, world_size=ctx.world_size)
+        self.steps_per_epoch = len(self.loader)
+        if self.steps_per_epoch == 0:
+            raise VidistillError(
+                f"not enough clips for one batch of {cfg.optim.batch_size} per process: "
+                f"{len(self.sampler)} clips per process (lower --batch-size or add video)"
+            )
+        self.schedules = Schedules.build(cfg, self.steps_per_epoch, ctx.world_size)
+        self.collapse = CollapseDetector(cfg.model.out_dim)
 
         # Same seed on every rank for the initial weights (DDP also broadcasts rank 0's).
         torch.manual_seed(cfg.train.seed)
         self.student = Student(cfg).to(self.device)
+        if init is not None:
+            load_init(self.student.backbone, init, cfg.data.global_size)  # the teacher copies it
         self.teacher = Teacher(self.student).to(self.device)
-        self.objective = build_objective(cfg).to(self.device)
-        self.optimizer = build_optimizer(self.student)
+        self.objective = with_gram_anchor(build_objective(cfg), cfg, self.student.backbone).to(self.device)
+        self.optimizer = build_optimizer(self.student, adaptation_param_groups(self.student, cfg.adapt))
+        self.drift = None  # teacher features vs the init's on fixed frames (rank 0 logs them)
+        if cfg.adapt.drift_every > 0 and ctx.is_main:
+            self.drift = FeatureDriftProbe.at_init(self.teacher.backbone, probe_pixels(self.loader.dataset, cfg))
         self.amp_dtype = autocast_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step = 0  # optimiser steps done; the epoch and the position in it follow from it
@@ -122,17 +128,28 @@ class Trainer:
             )
         self.student_fwd = torch.compile(self.student_ddp) if cfg.train.compile else self.student_ddp
 
-        self.loader, self.sampler = build_dataloader(
-            cfg, rank=ctx.rank, world_size=ctx.world_size, epoch=0, start_index=0
-        )
-        self.steps_per_epoch = len(self.loader)
-        if self.steps_per_epoch == 0:
-            raise VidistillError(
-                f"not enough clips for one batch of {cfg.optim.batch_size} per process: "
-                f"{len(self.sampler)} clips per process (lower --batch-size or add video)"
+    def position(self) -> dict[str, int]:
+        """What maps a step count to (epoch, batch in epoch) and to the schedules' values."""
+        return {
+            "clips": self.sampler.num_clips,
+            "batch_size": self.cfg.optim.batch_size,
+            "world_size": self.ctx.world_size,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.schedules.total_steps,
+        }
+
+    def _check_position(self, saved: dict | None) -> None:
+        if saved is None:  # written before positions were recorded: nothing to compare
+            log.warning("%s records no epoch position; resuming without checking it", self.ckpt_path)
+            return
+        now = self.position()
+        changed = [f"{POSITION_NAMES[k]} {saved.get(k)} -> {v}" for k, v in now.items() if saved.get(k) != v]
+        if changed:
+            raise CheckpointError(
+                f"{self.ckpt_path}: cannot resume this run: {'; '.join(changed)}. Step {self.step} "
+                "would land at another place in the epoch and the lr / teacher-momentum schedules "
+                "would jump. Put the old settings back, or give another --output for a new run."
             )
-        self.schedules = Schedules.build(cfg, self.steps_per_epoch, ctx.world_size)
-        self.collapse = CollapseDetector(cfg.model.out_dim)
 
     # ----------------------------------------------------------------------------- resume
     def _resume_if_possible(self) -> bool:
@@ -153,13 +170,17 @@ class Trainer:
         for name in ("student", "optimizer", "objective", "progress"):
             if name not in state:
                 raise CheckpointError(f"{self.ckpt_path}: no '{name}' entry; cannot resume from it")
+        self.step = int(state["progress"]["step"])
+        self._check_position(state["progress"].get("position"))
         self.student.load_state_dict(state["student"])
         self.teacher.load_state_dict(state["teacher"])
         self.objective.load_state_dict(state["objective"])
+        if self.drift is not None:  # measured against the init, not against the resumed weights
+            probe = state.get("drift_probe")
+            self.drift = FeatureDriftProbe.from_state_dict(probe) if probe else None
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.step = int(state["progress"]["step"])
         # Restoring the RNG (drop-path) makes a resumed run match an uninterrupted one; the
         # data augmentation is keyed by (seed, epoch, clip) and needs no state.
         rng = state.get("rng", {})
@@ -203,18 +224,19 @@ class Trainer:
                 "epoch": self.step // self.steps_per_epoch,
                 "batches_in_epoch": self.step % self.steps_per_epoch,
                 "finished": finished,
+                "position": self.position(),
             },
             replica_fingerprints=fingerprints,
             rng=rng,
+            drift_probe=self.drift.state_dict() if self.drift is not None else None,
         )
         atomic_save(state, self.ckpt_path)
 
     # ------------------------------------------------------------------------------ loop
     def train_step(self, batch, step: int) -> dict[str, float]:
         sch = self.schedules
-        set_hyperparameters(self.optimizer, sch.lr[step], sch.weight_decay[step])
-        o = self.cfg.optim
-        tau_t = teacher_temperature(step, sch.teacher_temp_warmup_steps, o.warmup_teacher_temp, o.teacher_temp)
+        set_hyperparameters(self.optimizer, sch.lr[step], sch.weight_decay[step], sch.backbone_lr_factor(step))
+        tau_t = sch.teacher_temp[step]
         globals_ = batch.globals.to(self.device, non_blocking=True)
         locals_ = batch.locals.to(self.device, non_blocking=True)
 
@@ -235,9 +257,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
-        clip_gradients_per_parameter(self.student, o.clip_grad)
-        if step < sch.freeze_last_layer_steps:
+        clip_gradients_per_parameter(self.student, self.cfg.optim.clip_grad)
+        if sch.last_layer_frozen(step):
             cancel_last_layer_gradients(self.student.head)
+        if sch.backbone_frozen(step):
+            cancel_backbone_gradients(self.student)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         update_teacher(self.student, self.teacher, sch.momentum[step])
@@ -289,6 +313,8 @@ class Trainer:
                         data_time=t_step - t_data, step_time=t_end - t_step,
                     )
                     record["collapsed"] = self.collapse.update(record, step)
+                    if self.drift is not None and (step % cfg.adapt.drift_every == 0 or step == sch.total_steps):
+                        record.update(self.drift.measure(self.teacher.backbone))
                     if self.device.type == "cuda":
                         record["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
                     if logger is not None and step % cfg.train.log_every == 0:
@@ -315,8 +341,30 @@ class Trainer:
 
 
 def train(cfg: Config) -> Path:
-    """Train (or resume) the run ``cfg.train.output``; returns the run folder."""
+    """Train (or resume) the run ``cfg.train.output`` (default: :func:`default_output`); returns
+    the run folder. The folder is locked for the whole run (one process per run folder)."""
+    if cfg.train.tensorboard:
+        tensorboard_writer()
+    if not cfg.train.output:
+        cfg.train.output = str(default_output(cfg))
     ctx = setup_distributed(cfg.train.device)
+    lock = RunLock(cfg.train.output)
+    try:
+        busy = None
+        if ctx.is_main:  # rank 0 holds the lock for every rank of this run
+            try:
+                lock.acquire()
+            except RunFolderBusy as e:
+                busy = e
+        if broadcast_flag(busy is not None, ctx):
+            raise busy or RunFolderBusy(f"{cfg.train.output}: rank 0 could not lock the run folder")
+        return _train_locked(cfg, ctx)
+    finally:
+        lock.release()
+        cleanup_distributed()
+
+
+def _train_locked(cfg: Config, ctx: DistributedContext) -> Path:
     # A sharp teacher (τ_T = 0.02) puts probabilities like exp(-100) into the softmax and its
     # backward: float32 denormals, which x86 CPUs compute ~10x slower (measured: 13 s vs 2 s per
     # cpu-tiny step). Flushing them to zero changes no result that matters. The flag is
@@ -327,4 +375,3 @@ def train(cfg: Config) -> Path:
     finally:
         if flush:
             torch.set_flush_denormal(False)
-        cleanup_distributed()

@@ -1,0 +1,124 @@
+"""Config resolution: dataclass defaults < preset < --config file < flags < --set, and the flags
+that the dataclasses generate for ``vidistill train``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from vidistill.cli import build_parser, main
+from vidistill.config import (
+    PRESET_DIR,
+    Config,
+    Objective,
+    build_config,
+    config_fields,
+    config_from_dict,
+    field_default,
+    load_yaml,
+)
+from vidistill.errors import VidistillError
+from vidistill.train.command import build_config_from_args
+
+
+def cli_config(*argv: str) -> Config:
+    return build_config_from_args(build_parser("train").parse_args(["train", *argv]))
+
+
+def test_each_layer_overrides_the_one_before(tmp_path):
+    preset = load_yaml(PRESET_DIR / "cpu-tiny.yaml")
+    assert preset["optim"]["batch_size"] != field_default("optim.batch_size")
+    cfg = build_config("cpu-tiny")
+    assert cfg.optim.batch_size == preset["optim"]["batch_size"]  # preset > default
+    assert cfg.optim.min_lr == field_default("optim.min_lr")  # untouched by the preset
+    assert cfg.preset == "cpu-tiny"
+
+    file = tmp_path / "mine.yaml"
+    file.write_text("optim:\n  batch_size: 3\n  min_lr: 1.0e-5\nobjective: global\n")
+    cfg = cli_config("--preset", "cpu-tiny", "--config", str(file))
+    assert (cfg.optim.batch_size, cfg.optim.min_lr, cfg.objective) == (3, 1e-5, Objective.GLOBAL)  # file > preset
+    cfg = cli_config("--preset", "cpu-tiny", "--config", str(file), "--batch-size", "5")
+    assert cfg.optim.batch_size == 5 and cfg.optim.min_lr == 1e-5  # flag > file
+    cfg = cli_config("--preset", "cpu-tiny", "--config", str(file), "--batch-size", "5", "--set", "optim.batch_size=6")
+    assert cfg.optim.batch_size == 6  # --set is the last word
+
+
+def test_readme_flags_map_to_their_fields(tmp_path):
+    file = tmp_path / "c.yaml"
+    file.write_text("train:\n  seed: 7\n")
+    cfg = cli_config(
+        "--video", "a.mp4", "--video", "b/", "--preset", "gpu", "--output", "runs/x", "--max-steps", "50",
+        "--batch-size", "16", "--objective", "dino", "--no-pre-crop", "--time-aug-delta", "5",
+        "--frame-stride", "12", "--num-frames", "4", "--config", str(file), "--set", "optim.teacher_temp=0.05",
+        "--image-size", "112", "--lr", "1e-3", "--out-dim", "1024", "--arch", "vit_tiny_patch16_224",
+        "--device", "cpu", "--amp", "off", "--epochs", "2", "--checkpoint-every", "9", "--num-workers", "0",
+    )
+    assert cfg.data.videos == ["a.mp4", "b/"] and cfg.preset == "gpu"
+    assert (cfg.train.output, cfg.train.max_steps, cfg.optim.batch_size) == ("runs/x", 50, 16)
+    assert cfg.objective is Objective.DINO and cfg.data.pre_crop is False and cfg.data.time_aug_delta == 5
+    assert (cfg.data.frame_stride, cfg.data.num_frames, cfg.train.seed) == (12, 4, 7)
+    assert cfg.optim.teacher_temp == 0.05 and cfg.data.global_size == 112 and cfg.optim.base_lr == 1e-3
+    assert (cfg.model.out_dim, cfg.model.arch, cfg.train.device, cfg.train.amp) == (1024, "vit_tiny_patch16_224", "cpu", "off")
+    assert (cfg.optim.epochs, cfg.train.checkpoint_every, cfg.data.num_workers) == (2, 9, 0)
+    assert cli_config("--preset", "cpu-tiny", "--pre-crop").data.pre_crop is True
+
+
+def test_every_field_is_settable_with_set_and_round_trips():
+    """New fields (other slices' too) get --set without any CLI code; values survive YAML."""
+    for key, f in config_fields():
+        if key in ("objective", "preset"):
+            continue
+        value = field_default(key)
+        if isinstance(value, (list, tuple)):
+            text = ",".join(str(v) for v in value)
+        elif isinstance(value, dict):
+            text = yaml.safe_dump(value, default_flow_style=True).strip()
+        else:
+            text = str(value)
+        cfg = cli_config("--preset", "cpu-tiny", "--set", f"{key}={text}")
+        got = cfg.get(key)
+        assert got == value or (isinstance(value, list) and not value and got == []), key
+        assert f.metadata.get("help"), f"{key}: give it option(..., help=...)"
+    cfg = cli_config("--preset", "cpu-tiny", "--set", "model.model_args={reg_tokens: 4}", "--set", "model.init=x")
+    assert cfg.model.model_args == {"reg_tokens": 4} and cfg.model.init == "x"
+
+
+def test_print_config_is_the_resolved_config_and_loads_back(capsys):
+    assert main(["train", "--preset", "cpu-tiny", "--objective", "dense", "--batch-size", "2", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["objective"] == "dense" and printed["optim"]["batch_size"] == 2
+    again = config_from_dict(printed)
+    assert dataclasses.asdict(again) == dataclasses.asdict(cli_config("--preset", "cpu-tiny", "--objective", "dense",
+                                                                      "--batch-size", "2"))
+
+
+def test_flag_help_comes_from_the_dataclass(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"clips per process (the paper: 4 GPUs x 64 = 256) (default: {field_default('optim.batch_size')})" in text
+    assert "--pre-crop, --no-pre-crop" in text and "{dense+global,dense,global,dino}" in text
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--set", "train.amp=fast"], "train.amp must be one of auto, bf16, fp16, off"),
+    (["--set", "objective=dinov2"], "is not one of dense+global, dense, global, dino"),
+    (["--set", "optim.nonsense=1"], "unknown key 'optim.nonsense'"),
+    (["--set", "optim.batch_size=lots"], "bad value for 'optim.batch_size'"),
+    (["--set", "model.model_args=[1, 2]"], "expected a mapping"),
+    (["--set", "noequals"], "--set expects KEY=VALUE"),
+])
+def test_bad_values_name_the_key(argv, message):
+    with pytest.raises(VidistillError, match=message.replace("(", r"\(").replace("+", r"\+").replace("[", r"\[")):
+        cli_config("--preset", "cpu-tiny", *argv)
+
+
+def test_a_config_file_is_checked_like_the_flags(tmp_path):
+    file = tmp_path / "bad.yaml"
+    file.write_text("train:\n  device: tpu\n")
+    with pytest.raises(VidistillError, match=f"{file}: train.device must be one of auto, cpu, cuda"):
+        cli_config("--preset", "cpu-tiny", "--config", str(file))
+    with pytest.raises(VidistillError, match="config file not found"):
+        cli_config("--preset", "cpu-tiny", "--config", str(tmp_path / "missing.yaml"))

@@ -1,0 +1,312 @@
+"""Starting from a pretrained encoder (``--init``): every ViT family, resume, bad inputs, adaptation.
+
+The "pretrained" encoders are tiny timm configs of the real DINOv2 (patch 14 + 4 registers, layer
+scale) and DINOv3 (EVA-based, RoPE) architectures with random weights, written by timm's own
+``save_for_hf`` in the hub layout: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+import yaml
+from timm.models._hub import save_for_hf
+
+from vidistill.cli import main
+from vidistill.config import build_config
+from vidistill.model.pretrained import prepare_model_config
+from vidistill.train.distributed import DistributedContext
+from vidistill.train.monitor import read_log
+from vidistill.train.trainer import Trainer
+
+TINY = {"embed_dim": 64, "depth": 2, "num_heads": 2}
+# arch, native size of the saved init, training sizes (global, local): patch 14 and patch 16
+FAMILIES = {
+    "dinov2_reg4": ("vit_small_patch14_reg4_dinov2", 56, (56, 28)),
+    "dinov3_rope": ("vit_small_patch16_dinov3", 64, (64, 32)),
+}
+
+
+def save_tiny(folder: Path, arch: str, img_size: int, seed: int = 0, **extra) -> Path:
+    torch.manual_seed(seed)
+    args = {**TINY, "img_size": img_size, **extra}
+    model = timm.create_model(arch, num_classes=0, **args)
+    save_for_hf(model, str(folder), model_args=args, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def inits(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("inits")
+    return {name: save_tiny(root / name, arch, size) for name, (arch, size, _) in FAMILIES.items()}
+
+
+def train_args(video: Path, out: Path, family: str, steps: int = 2) -> list[str]:
+    g, loc = FAMILIES[family][2]
+    return [
+        "train", "--video", str(video), "--preset", "cpu-tiny", "--output", str(out), "--max-steps", str(steps),
+        "--batch-size", "2", "--out-dim", "64", "--num-workers", "0", "--image-size", str(g),
+        "--frame-stride", "8", "--set", f"data.local_size={loc}", "--set", "data.num_local=2",
+        "--set", "model.head_hidden_dim=64", "--set", "model.head_bottleneck_dim=32",
+        "--set", "train.progress=false",
+    ]
+
+
+def tiny_config(video: Path, init: str | Path, family: str, out: Path | None = None, **overrides):
+    g, loc = FAMILIES[family][2]
+    base = {
+        "data.videos": [str(video)], "model.init": str(init), "data.global_size": g, "data.local_size": loc,
+        "data.num_local": 2, "data.frame_stride": 8, "data.num_workers": 0, "optim.batch_size": 2,
+        "model.out_dim": 64, "model.head_hidden_dim": 64, "model.head_bottleneck_dim": 32,
+        "train.progress": False, "train.output": str(out or ""),
+    }
+    return build_config("cpu-tiny", overrides={**base, **overrides})
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_step0_teacher_and_student_are_the_init(video_file, inits, family, tmp_path):
+    arch, _, (size, _) = FAMILIES[family]
+    cfg = tiny_config(video_file, inits[family], family, out=tmp_path / "run")
+    trainer = Trainer(cfg, DistributedContext())
+    assert (cfg.model.arch, cfg.model.model_args["embed_dim"]) == (arch, 64)  # from the init's config.json
+    # The reference: timm alone reading the hub folder at the training size.
+    ref = timm.create_model(f"local-dir:{inits[family]}", pretrained=True, num_classes=0, img_size=size).eval()
+    ref_state = ref.state_dict()
+    for name, t in trainer.teacher.backbone.state_dict().items():
+        assert torch.equal(t, ref_state[name]), name
+        assert torch.equal(trainer.student.backbone.state_dict()[name], ref_state[name]), name
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.teacher.backbone.forward_features(x), ref.forward_features(x), rtol=0, atol=0)
+    assert not Path(cfg.train.output).exists()  # nothing is written before training starts
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_vit_family_trains_and_resumes_from_its_checkpoint_not_the_init(
+    video_file, family, tmp_path, monkeypatch
+):
+    arch = FAMILIES[family][0]
+    init = save_tiny(tmp_path / "init", arch, FAMILIES[family][1])
+    out = tmp_path / "run"
+    args = [*train_args(video_file, out, family, steps=3), "--checkpoint-every", "2", "--init", str(init)]
+    # Interrupt the run after its checkpoint at step 2 (as Ctrl-C would).
+    step_once = Trainer.train_step
+
+    def interrupted_at_step_3(self, batch, step):
+        if step == 2:
+            raise KeyboardInterrupt
+        return step_once(self, batch, step)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_at_step_3)
+    assert main(args) == 130
+    monkeypatch.setattr(Trainer, "train_step", step_once)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["model"]["arch"] == arch and saved["model"]["init"] == str(init)
+    assert saved["model"]["model_args"]["embed_dim"] == 64 and "img_size" not in saved["model"]["model_args"]
+    assert [r["step"] for r in read_log(out)] == [1, 2]
+    # Resume: the init may be gone; the weights and the architecture come from the run.
+    for f in init.iterdir():
+        f.unlink()
+    init.rmdir()
+    assert main(args) == 0
+    assert [r["step"] for r in read_log(out)] == [1, 2, 3]
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert state["progress"]["step"] == 3
+    assert state["contract"]["model_name"] == arch and state["contract"]["model_args"]["embed_dim"] == 64
+
+
+def test_crop_sizes_snap_to_the_init_patch_size_and_the_log_says_so(video_file, inits, caplog):
+    cfg = build_config("cpu-tiny", overrides={"data.videos": [str(video_file)], "model.init": str(inits["dinov2_reg4"])})
+    with caplog.at_level("INFO"):
+        prepare_model_config(cfg)
+    assert (cfg.data.global_size, cfg.data.local_size) == (98, 42)  # cpu-tiny's 96/48 at patch 14
+    assert "snapped to 98/42" in caplog.text
+    # A size the user chose is not changed behind their back.
+    cfg = build_config("cpu-tiny", overrides={"model.init": str(inits["dinov2_reg4"]), "data.global_size": 100})
+    with pytest.raises(Exception, match="not a multiple of the patch size 14.*98 or 112"):
+        prepare_model_config(cfg)
+
+
+def test_init_from_a_vidistill_run_and_a_single_safetensors(video_file, inits, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    family = "dinov2_reg4"
+    run = tmp_path / "run"
+    assert main([*train_args(video_file, run, family, steps=1), "--init", str(inits[family])]) == 0
+    teacher = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["teacher"]
+    cfg = tiny_config(video_file, run, family, out=tmp_path / "run2")
+    trainer = Trainer(cfg, DistributedContext())
+    assert cfg.model.arch == FAMILIES[family][0] and cfg.model.model_args["embed_dim"] == 64
+    for name, t in trainer.teacher.backbone.state_dict().items():
+        assert torch.equal(t, teacher[f"backbone.{name}"]), name
+    # A bare .safetensors: the architecture comes from --arch and model_args.
+    weights = tmp_path / "w.safetensors"
+    save_file(load_file(str(inits[family] / "model.safetensors")), str(weights))
+    cfg = tiny_config(video_file, weights, family, out=tmp_path / "run3", **{"model.arch": FAMILIES[family][0], "model.model_args": TINY})
+    trainer = Trainer(cfg, DistributedContext())
+    assert torch.equal(trainer.teacher.backbone.blocks[1].mlp.fc2.weight, load_file(str(weights))["blocks.1.mlp.fc2.weight"])
+
+
+# ------------------------------------------------------------------------------ bad input
+def _bad_init(kind: str, root: Path, inits: dict[str, Path]) -> tuple[str, str]:
+    """(--init value, what the message must say)."""
+    if kind == "missing_folder":
+        return str(root / "nope"), "no such file or folder"
+    if kind == "unknown_name":
+        return "not_a_timm_model", "not a timm model name"
+    if kind == "no_config":
+        (root / "empty").mkdir()
+        return str(root / "empty"), "folder without config.json"
+    if kind == "mismatched_weights":
+        folder = save_tiny(root / "wrong", "vit_small_patch14_reg4_dinov2", 56, embed_dim=32)
+        cfg = json.loads((folder / "config.json").read_text())
+        cfg["model_args"]["embed_dim"] = 64  # the config names another width than the weights have
+        (folder / "config.json").write_text(json.dumps(cfg))
+        return str(folder), r"do not match vit_small_patch14_reg4_dinov2.*cls_token: init \(1, 1, 32\) vs"
+    if kind == "not_a_vit":
+        return "resnet18.a1_in1k", "not a ViT"
+    if kind == "patch_does_not_divide":
+        return str(inits["dinov2_reg4"]), "not a multiple of the patch size 14"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind", ["missing_folder", "unknown_name", "no_config", "mismatched_weights", "not_a_vit", "patch_does_not_divide"]
+)
+def test_bad_init_is_a_clear_error_and_writes_nothing(kind, video_file, inits, tmp_path, capsys):
+    init, message = _bad_init(kind, tmp_path, inits)
+    out = tmp_path / "run"
+    args = [*train_args(video_file, out, "dinov2_reg4"), "--init", init]
+    if kind == "patch_does_not_divide":
+        args += ["--image-size", "64"]  # 64 px is not a multiple of 14
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vidistill train: error: --init") or "data.global_size" in err
+    assert "Traceback" not in err
+    import re
+
+    assert re.search(message, err), err
+    assert not out.exists()
+
+
+def test_hub_name_offline_without_cache_says_how_to_pass_a_folder(video_file, tmp_path):
+    # huggingface_hub reads HF_HUB_OFFLINE at import: a fresh process with an empty cache.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub")}
+    env.pop("HF_TOKEN", None)
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "vidistill", *train_args(video_file, out, "dinov2_reg4"),
+         "--init", "vit_small_patch14_reg4_dinov2.lvd142m"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "HF_HUB_OFFLINE=1" in proc.stderr and "--init weights/" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------ adaptation
+def test_layer_decay_param_groups_scale_the_lr_per_backbone_layer(video_file, inits, tmp_path):
+    from vidistill.train.adaptation import backbone_layer_ids
+    from vidistill.train.optimizer import set_hyperparameters
+
+    cfg = tiny_config(video_file, inits["dinov2_reg4"], "dinov2_reg4", out=tmp_path / "run",
+                      **{"adapt.layer_decay": 0.5, "adapt.backbone_lr_scale": 0.4})
+    trainer = Trainer(cfg, DistributedContext())
+    set_hyperparameters(trainer.optimizer, 1e-3, 0.04)
+    lr_of = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    wd_of = {id(p): g["weight_decay"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    s = trainer.student
+    layers = backbone_layer_ids(s.backbone)[1]
+    assert layers == 3  # embeddings, block 0, block 1 (+ final norm): timm's own grouping
+    assert lr_of[id(s.backbone.patch_embed.proj.weight)] == pytest.approx(1e-3 * 0.4 * 0.5**2)
+    assert lr_of[id(s.backbone.reg_token)] == pytest.approx(1e-3 * 0.4 * 0.5**2)
+    assert lr_of[id(s.backbone.blocks[0].attn.qkv.weight)] == pytest.approx(1e-3 * 0.4 * 0.5)
+    assert lr_of[id(s.backbone.blocks[1].mlp.fc1.weight)] == pytest.approx(1e-3 * 0.4)
+    assert lr_of[id(s.backbone.norm.weight)] == pytest.approx(1e-3 * 0.4)
+    assert lr_of[id(s.head.mlp[0].weight)] == lr_of[id(s.predictor.mlp[0].weight)] == pytest.approx(1e-3)
+    assert wd_of[id(s.backbone.blocks[0].attn.qkv.weight)] == 0.04 and wd_of[id(s.backbone.blocks[0].norm1.weight)] == 0
+    assert sum(len(g["params"]) for g in trainer.optimizer.param_groups) == sum(
+        1 for p in s.parameters() if p.requires_grad
+    )
+
+
+def test_head_warmup_freezes_the_backbone_then_unfreezes_it(video_file, inits, tmp_path):
+    cfg = tiny_config(video_file, inits["dinov3_rope"], "dinov3_rope", out=tmp_path / "run",
+                      **{"adapt.head_warmup_fraction": 0.2, "train.max_steps": 10, "optim.warmup_epochs": 0})
+    trainer = Trainer(cfg, DistributedContext())
+    sch = trainer.schedules
+    assert sch.backbone_frozen_steps == 2
+    assert [sch.backbone_lr_factor(s) for s in range(5)] == [0.0, 0.0, 0.5, 1.0, 1.0]
+    backbone = {k: v.clone() for k, v in trainer.student.backbone.state_dict().items()}
+    head = trainer.student.head.mlp[0].weight.detach().clone()
+    batches = iter(trainer.loader)
+    trainer.student.train()
+    for step in range(2):
+        trainer.train_step(next(batches), step)
+        for k, v in trainer.student.backbone.state_dict().items():
+            assert torch.equal(v, backbone[k]), f"step {step}: {k} moved during the head warm-up"
+    assert not torch.equal(trainer.student.head.mlp[0].weight, head)  # the head trains meanwhile
+    trainer.train_step(next(batches), 2)
+    lrs = {g["backbone"]: g["lr"] / g["lr_scale"] for g in trainer.optimizer.param_groups}
+    assert lrs[True] == pytest.approx(0.5 * lrs[False])  # the backbone's ramp: half-way at step 2
+    moved = [k for k, v in trainer.student.backbone.state_dict().items() if not torch.equal(v, backbone[k])]
+    assert "blocks.0.attn.qkv.weight" in moved and "patch_embed.proj.weight" in moved
+
+
+def test_gram_loss_is_zero_at_init_and_grows_as_the_student_moves():
+    from vidistill.objective.gram import GramAnchor, gram_loss
+
+    cfg = build_config("cpu-tiny", overrides={"model.arch": "vit_small_patch16_dinov3", "model.model_args": TINY})
+    torch.manual_seed(0)
+    from vidistill.model.backbone import build_backbone, split_tokens
+
+    student = build_backbone(cfg.model.arch, 64, 0.0, cfg.model.model_args).eval()
+    anchor = GramAnchor(cfg.model, 64, student)
+    views = torch.randn(3, 3, 64, 64)
+
+    def loss_now() -> float:
+        _, patches = split_tokens(student, student.forward_features(views))
+        return anchor(patches, views).item()
+
+    assert loss_now() == 0.0
+    losses = []
+    for _ in range(3):
+        with torch.no_grad():
+            for p in student.blocks.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        losses.append(loss_now())
+    assert 0 < losses[0] < losses[1] < losses[2]
+    assert not any(p.requires_grad for p in anchor.parameters())
+    # Relations, not features: a rotation of the feature space costs nothing.
+    x = torch.randn(2, 16, 64)
+    q, _ = torch.linalg.qr(torch.randn(64, 64))
+    assert gram_loss(x @ q, x).item() < 1e-10
+
+
+def test_gram_anchor_and_drift_probe_in_a_run(video_file, inits, tmp_path):
+    family = "dinov2_reg4"
+    out = tmp_path / "run"
+    args = [*train_args(video_file, out, family, steps=3), "--init", str(inits[family]), "--gram-weight", "1",
+            "--set", "adapt.drift_every=1", "--set", "adapt.head_warmup_fraction=0.34"]  # 1 of 3 steps frozen
+    assert main(args) == 0
+    log = read_log(out)
+    assert all("gram/loss" in r and "drift/patch_cos" in r and "collapsed" in r for r in log)
+    assert log[0]["drift/patch_cos"] > 0.9999  # head warm-up: the teacher is still the init
+    assert all(-1 <= r["drift/patch_cos"] <= 1.0 + 1e-6 for r in log)
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert state["drift_probe"]["init_patches"].shape == (8, 16, 64)  # 8 frames, 4x4 patches at 56 px
+    # The frozen init is in the objective's state (a resume needs no init) and is the init.
+    init = timm.create_model(f"local-dir:{inits[family]}", pretrained=True, num_classes=0, img_size=56).state_dict()
+    anchor = {k.removeprefix("gram.anchor."): v for k, v in state["objective"].items() if k.startswith("gram.anchor.")}
+    assert anchor.keys() == init.keys() and all(torch.equal(anchor[k], init[k]) for k in init)
+    # Without the weight, no frozen copy is built.
+    cfg = tiny_config(video_file, inits[family], family, out=tmp_path / "plain")
+    assert not any(k.startswith("gram.") for k in Trainer(cfg, DistributedContext()).objective.state_dict())

@@ -1,0 +1,348 @@
+"""Starting weights for the backbone: ``--init SPEC``, resolved to an architecture and a state dict.
+
+SPEC is one of
+
+* a timm name with a pretrained tag (``vit_small_patch14_reg4_dinov2.lvd142m``): loaded by timm's
+  own pretrained machinery from the Hugging Face hub cache (offline when cached);
+* a folder in timm's hub layout: ``config.json`` (``architecture``, optional ``model_args``) +
+  ``model.safetensors`` (what ``timm.models._hub.save_for_hf`` writes) or a ``vidistill export``
+  folder (``encoder.safetensors``);
+* a single ``.safetensors`` file, with ``--arch`` (or the contract a vidistill export embeds);
+* a vidistill run folder or checkpoint (its teacher backbone).
+
+The architecture (timm name + ``model_args``) comes from the init and is written into the run's
+config, so checkpoints, resume and export rebuild the same model. Weights are loaded into the
+backbone built for training (``build_backbone`` at the training size) after timm's own
+``checkpoint_filter_fn`` for that family, which resamples position embeddings to the new grid
+and converts foreign layouts (original DINOv2, CLIP, ...), exactly as ``create_model`` does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vidistill.config import Config
+from vidistill.errors import CheckpointError, VidistillError
+from vidistill.model.backbone import build_backbone, patch_size_of
+
+log = logging.getLogger(__name__)
+
+# Files a hub-layout folder may hold its weights in, in the order timm prefers them
+# (encoder.safetensors: what `vidistill export` writes).
+WEIGHT_FILES = ("model.safetensors", "encoder.safetensors", "pytorch_model.bin")
+# create_model kwargs in a hub config that describe a build, not the architecture: the training
+# size and these are set by build_backbone.
+BUILD_ONLY_ARGS = ("img_size", "dynamic_img_size", "drop_path_rate", "drop_rate", "num_classes", "pretrained_cfg")
+SHOWN_MISMATCHES = 6
+NOT_A_VIT = "vidistill trains timm VisionTransformer / Eva families: DINO, DINOv2, DINOv3, DeiT, CLIP ViTs"
+
+
+class InitError(VidistillError):
+    """An ``--init`` that cannot be used: missing, not an encoder, not matching, unreachable."""
+
+
+@dataclass(frozen=True)
+class PretrainedInit:
+    """Where the starting weights are and the architecture they belong to."""
+
+    spec: str  # what the user gave
+    kind: str  # "timm" | "folder" | "safetensors" | "vidistill"
+    arch: str  # timm name without pretrained tag
+    model_args: dict = field(default_factory=dict)
+    patch_size: int = 16
+    location: Path | None = None  # weights file / checkpoint; None for a timm name
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    def describe(self) -> str:
+        where = self.spec if self.location is None else str(self.location)
+        return f"{self.kind} init {where} ({self.arch}, patch {self.patch_size})"
+
+
+# ------------------------------------------------------------------------------ resolution
+def resolve_init(spec: str, arch: str = "", model_args: dict | None = None) -> PretrainedInit:
+    """Find what ``spec`` names and its architecture, without loading weights.
+
+    ``arch``/``model_args`` are only used where the init does not say (a bare ``.safetensors``).
+    """
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if (path / "checkpoint.pt").is_file():
+            return _from_vidistill(spec, path)
+        if (path / "config.json").is_file():
+            return _from_hub_folder(spec, path)
+        raise InitError(
+            f"--init {spec}: folder without config.json (expected timm's hub layout: config.json + "
+            f"model.safetensors, as timm.models._hub.save_for_hf writes; a vidistill export; or a "
+            f"vidistill run folder with checkpoint.pt)"
+        )
+    if path.is_file():
+        if path.suffix == ".safetensors":
+            return _from_safetensors(spec, path, arch, model_args or {})
+        if path.suffix in (".pt", ".pth"):
+            return _from_vidistill(spec, path)
+        raise InitError(f"--init {spec}: not a .safetensors file, a vidistill checkpoint (.pt) or a folder")
+    if _looks_like_path(spec):
+        raise InitError(f"--init {spec}: no such file or folder")
+    return _from_timm_name(spec, model_args or {})
+
+
+def _looks_like_path(spec: str) -> bool:
+    return os.sep in spec or spec.startswith(".") or spec.endswith((".safetensors", ".pt", ".pth", ".bin"))
+
+
+def _architecture(what: str, arch: str, model_args: dict) -> tuple[int, dict]:
+    """(patch size, model_args) of a timm ViT, built on the meta device (no memory, no weights)."""
+    args = {k: v for k, v in model_args.items() if k not in BUILD_ONLY_ARGS}
+    try:
+        with torch.device("meta"):
+            backbone = build_backbone(arch, 224, 0.0, args)
+    except ValueError as e:
+        raise InitError(f"{what}: {e}") from None
+    except TypeError as e:  # a family without img_size / dynamic_img_size: ResNet, ConvNeXt, ...
+        raise InitError(f"{what}: {arch} is not a ViT with patch tokens ({NOT_A_VIT}): {e}") from None
+    if not all(hasattr(backbone, a) for a in ("patch_embed", "blocks", "num_prefix_tokens")):
+        raise InitError(f"{what}: {arch} ({type(backbone).__name__}) is not a ViT with patch tokens ({NOT_A_VIT})")
+    return patch_size_of(backbone), args
+
+
+def _norm_stats(cfg: dict) -> tuple[tuple | None, tuple | None]:
+    mean, std = cfg.get("mean"), cfg.get("std")
+    if mean is None or std is None or len(mean) != 3:
+        return None, None
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def _from_timm_name(spec: str, model_args: dict) -> PretrainedInit:
+    import timm
+    from timm.models import get_pretrained_cfg, split_model_name_tag
+
+    if not timm.is_model(spec):
+        raise InitError(
+            f"--init {spec}: no such file or folder, and not a timm model name "
+            f"(e.g. vit_small_patch14_reg4_dinov2.lvd142m, vit_small_patch16_dinov3.lvd1689m)"
+        )
+    arch, _ = split_model_name_tag(spec)
+    pcfg = get_pretrained_cfg(spec)
+    if pcfg is None or not (pcfg.hf_hub_id or pcfg.url or pcfg.file):
+        raise InitError(f"--init {spec}: timm has no pretrained weights for this name (add a tag, e.g. NAME.lvd142m)")
+    patch, args = _architecture(f"--init {spec}", arch, model_args)
+    mean, std = _norm_stats(pcfg.to_dict())
+    return PretrainedInit(spec, "timm", arch, args, patch, None, mean, std)
+
+
+def _from_hub_folder(spec: str, folder: Path) -> PretrainedInit:
+    from timm.models._hub import load_model_config_from_path
+
+    try:
+        pcfg, arch, model_args = load_model_config_from_path(folder)
+    except (KeyError, ValueError, json.JSONDecodeError) as e:
+        raise InitError(f"--init {spec}: {folder / 'config.json'} is not a timm hub config: {e!r}") from None
+    raw = json.loads((folder / "config.json").read_text())
+    # A vidistill export keeps the architecture's model_args in its contract.
+    model_args = {**(model_args or {}), **raw.get("vidistill", {}).get("model_args", {})}
+    weights = next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
+    if weights is None:
+        raise InitError(f"--init {spec}: no weights in {folder} (looked for {', '.join(WEIGHT_FILES)})")
+    patch, args = _architecture(f"--init {spec}", arch, model_args)
+    mean, std = _norm_stats(raw.get("vidistill") or pcfg)
+    return PretrainedInit(spec, "folder", arch, args, patch, weights, mean, std)
+
+
+def _from_safetensors(spec: str, path: Path, arch: str, model_args: dict) -> PretrainedInit:
+    from safetensors import safe_open
+
+    from vidistill.contract import EncoderContract
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+        raise InitError(f"--init {spec}: not a readable .safetensors file: {e}") from None
+    mean = std = None
+    if "vidistill" in meta:  # written by `vidistill export`: the contract names the architecture
+        contract = EncoderContract.from_json(meta["vidistill"])
+        arch, model_args = contract.model_name, dict(contract.model_args)
+        mean, std = contract.mean, contract.std
+    if not arch:
+        raise InitError(f"--init {spec}: a bare .safetensors needs --arch (the timm name it belongs to)")
+    patch, args = _architecture(f"--init {spec}", arch, model_args)
+    return PretrainedInit(spec, "safetensors", arch, args, patch, path, mean, std)
+
+
+def _from_vidistill(spec: str, path: Path) -> PretrainedInit:
+    from vidistill.checkpoint import find_checkpoint, load_checkpoint
+    from vidistill.contract import EncoderContract
+
+    ckpt = find_checkpoint(path)
+    contract = EncoderContract.from_dict(load_checkpoint(ckpt)["contract"])
+    patch, args = _architecture(f"--init {spec}", contract.model_name, dict(contract.model_args))
+    return PretrainedInit(spec, "vidistill", contract.model_name, args, patch, ckpt, contract.mean, contract.std)
+
+
+# ------------------------------------------------------------------------------ loading
+def init_state_dict(init: PretrainedInit, image_size: int) -> dict[str, torch.Tensor]:
+    """The init's backbone weights at ``image_size``, keys and shapes as ``build_backbone`` makes."""
+    if init.kind == "timm":
+        return _timm_pretrained_state(init, image_size)
+    if init.kind == "vidistill":
+        from vidistill.checkpoint import load_teacher_backbone
+
+        state = load_teacher_backbone(init.location)[0].state_dict()
+    else:
+        from timm.models import load_state_dict
+
+        try:
+            state = load_state_dict(str(init.location), weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torch/safetensors raise many types for a bad file
+            raise InitError(f"--init {init.spec}: cannot read {init.location}: {e}") from None
+    target = build_backbone(init.arch, image_size, 0.0, init.model_args)
+    return _fit_to(target, state, init)
+
+
+def _timm_pretrained_state(init: PretrainedInit, image_size: int) -> dict[str, torch.Tensor]:
+    try:
+        from huggingface_hub.errors import LocalEntryNotFoundError as unreachable
+    except ImportError:  # pragma: no cover - huggingface_hub < 0.23
+        unreachable = OSError
+    try:
+        model = build_backbone(init.spec, image_size, 0.0, init.model_args, pretrained=True)
+    except (unreachable, OSError) as e:
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+        raise InitError(
+            f"--init {init.spec}: the pretrained weights are not in the Hugging Face cache ({cache}) and "
+            f"the hub {'is switched off (HF_HUB_OFFLINE=1)' if offline else 'cannot be reached'}. Either run "
+            f"once with network to fill the cache, or pass a local folder: on a machine with network, "
+            f"`python -c \"import timm; m = timm.create_model('{init.spec}', pretrained=True); "
+            f"timm.models._hub.save_for_hf(m, 'weights/', safe_serialization=True)\"`, copy weights/ here and "
+            f"use --init weights/ ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
+    return model.state_dict()
+
+
+def _fit_to(target: nn.Module, state: dict[str, torch.Tensor], init: PretrainedInit) -> dict[str, torch.Tensor]:
+    """timm's ``checkpoint_filter_fn`` for the target's family, then a strict key/shape check."""
+    filter_fn = getattr(importlib.import_module(type(target).__module__), "checkpoint_filter_fn", None)
+    raw = state
+    if filter_fn is not None:
+        try:
+            state = filter_fn(state, target)
+        except Exception:  # noqa: BLE001 - a foreign state dict can break the filter anywhere
+            state = raw  # report the mismatch on the file's own keys below
+    expected = target.state_dict()
+    # A classifier in the file (num_classes > 0) is not part of the encoder.
+    state = {k: v for k, v in state.items() if not (k.startswith("head.") and k not in expected)}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k}: init {tuple(state[k].shape)} vs {init.arch} {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, items in (("shape mismatch", shapes), ("missing in the init", missing), ("not in the model", unexpected)):
+            if items:
+                shown = ", ".join(items[:SHOWN_MISMATCHES]) + (f", ... ({len(items)} in all)" if len(items) > SHOWN_MISMATCHES else "")
+                parts.append(f"{label}: {shown}")
+        hint = " (pass the right --arch)" if init.kind == "safetensors" else ""
+        raise InitError(
+            f"--init {init.spec}: the weights do not match {init.arch} {init.model_args or ''}{hint}. " + "; ".join(parts)
+        )
+    return {k: v.to(expected[k].dtype) for k, v in state.items()}
+
+
+def load_init(backbone: nn.Module, init: PretrainedInit, image_size: int) -> None:
+    """Copy the init's weights into ``backbone`` (built by ``build_backbone`` at ``image_size``)."""
+    state = init_state_dict(init, image_size)
+    try:
+        backbone.load_state_dict(state, strict=True)
+    except RuntimeError as e:  # pragma: no cover - _fit_to checked keys and shapes
+        raise CheckpointError(f"--init {init.spec}: {e}") from None
+    log.info("initialised the backbone from %s", init.describe())
+
+
+# ------------------------------------------------------------------------------ the run's config
+def prepare_model_config(cfg: Config, saved: Config | None = None) -> PretrainedInit | None:
+    """Settle the run's architecture and crop sizes before anything is built; returns the init
+    whose weights the backbone starts from (None: random init, or resuming).
+
+    With an init, ``cfg.model.arch``/``model_args`` (and the normalisation the weights were
+    trained with) come from it and are recorded in the config. ``saved`` is the run's own config
+    when it resumes: then the init is not read at all (the weights come from the checkpoint).
+    Crop sizes are fitted to the patch size: sizes from the preset or the defaults snap to the
+    nearest multiple (a patch-14 model trains at 224/98 px, not 224/96); a size the user chose
+    that the patch does not divide is an error.
+    """
+    baseline = _baseline(cfg)
+    init = None
+    if cfg.model.init and saved is not None and saved.model.init == cfg.model.init:
+        cfg.model.arch, cfg.model.model_args = saved.model.arch, dict(saved.model.model_args)
+        cfg.data.mean, cfg.data.std = saved.data.mean, saved.data.std
+    elif cfg.model.init:
+        init = resolve_init(cfg.model.init, cfg.model.arch, cfg.model.model_args)
+        if init.kind != "safetensors" and cfg.model.arch not in (baseline.model.arch, init.arch):
+            raise InitError(
+                f"--arch {cfg.model.arch} conflicts with the architecture of --init {cfg.model.init} "
+                f"({init.arch}); the init decides it, drop --arch"
+            )
+        user_args = cfg.model.model_args if cfg.model.model_args != baseline.model.model_args else {}
+        cfg.model.arch, cfg.model.model_args = init.arch, {**init.model_args, **user_args}
+        if init.mean is not None and (cfg.data.mean, cfg.data.std) == (baseline.data.mean, baseline.data.std):
+            cfg.data.mean, cfg.data.std = init.mean, init.std
+        log.info("--init %s: %s", cfg.model.init, init.describe())
+    patch = init.patch_size if init else _architecture(f"--arch {cfg.model.arch}", cfg.model.arch, cfg.model.model_args)[0]
+    fit_crop_sizes(cfg, patch, baseline)
+    return init
+
+
+def _baseline(cfg: Config) -> Config:
+    """What the config would be without the user's own settings (their preset, or the defaults)."""
+    from vidistill.config import available_presets, build_config
+
+    return build_config(cfg.preset) if cfg.preset in available_presets() else Config()
+
+
+def fit_crop_sizes(cfg: Config, patch: int, baseline: Config) -> None:
+    asked, snapped = [], []
+    for name in ("global_size", "local_size"):
+        size = getattr(cfg.data, name)
+        asked.append(size)
+        if size % patch:
+            lower, upper = size // patch * patch, (size // patch + 1) * patch
+            if size != getattr(baseline.data, name):
+                raise InitError(
+                    f"data.{name} = {size} px is not a multiple of the patch size {patch} of {cfg.model.arch}"
+                    + (f" (--init {cfg.model.init})" if cfg.model.init else "")
+                    + f": use {' or '.join(str(s) for s in (lower, upper) if s)}"
+                )
+            size = max(patch, round(size / patch) * patch)
+            setattr(cfg.data, name, size)
+        snapped.append(size)
+    if snapped != asked:
+        log.info(
+            "patch size %d: crop sizes snapped to %d/%d px (global/local; the preset asked %d/%d)",
+            patch, *snapped, *asked,
+        )
+
+
+def saved_run_config(run_dir: Path) -> Config | None:
+    """The config of the run in ``run_dir`` if it has a checkpoint to resume from."""
+    import yaml
+
+    from vidistill.checkpoint import CHECKPOINT_NAME
+    from vidistill.config import config_from_dict
+
+    path = Path(run_dir) / "config.yaml"
+    if not (Path(run_dir) / CHECKPOINT_NAME).is_file() or not path.is_file():
+        return None
+    return config_from_dict(yaml.safe_load(path.read_text()) or {})

@@ -1,0 +1,136 @@
+"""Adapting a pretrained backbone without tearing it apart.
+
+* Layer-wise lr decay (BEiT / DINOv2 fine-tuning): the layers nearest the pixels, the most
+  generic, move least. Layers are timm's own grouping of the model (``group_matcher``:
+  embeddings 0, block i -> i+1, final norm with the last block), so every ViT family is split
+  the same way.
+* Head warm-up: the projection head and predictor start random; their first gradients through
+  the backbone are noise that would overwrite the pretrained features. For the first steps the
+  backbone gets no update at all (its gradients are dropped, so AdamW neither steps nor decays
+  it), then its lr ramps up from 0 over as many steps (``Schedules.backbone_lr_factor``).
+* Feature drift: cosine similarity between the teacher's patch features and the init's on a
+  fixed batch of the run's own frames, logged every N steps next to the collapse signals.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidistill.config import AdaptConfig, Config
+from vidistill.model.backbone import split_tokens
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------ layer decay
+def backbone_layer_ids(backbone: nn.Module) -> tuple[dict[str, int], int]:
+    """{parameter name: layer id} from timm's group_matcher, and the number of layers."""
+    from timm.models._manipulate import group_parameters
+
+    layer_of = group_parameters(backbone, backbone.group_matcher(coarse=False), reverse=True)
+    return layer_of, max(layer_of.values()) + 1
+
+
+def adaptation_param_groups(student: nn.Module, adapt: AdaptConfig) -> list[dict] | None:
+    """AdamW groups with an ``lr_scale`` per backbone layer, backbone groups marked ``backbone``
+    (for the head warm-up's lr ramp); None when none of this is asked for (the plain groups of
+    ``optimizer.param_groups`` then apply).
+
+    Backbone layer i of L: ``backbone_lr_scale · layer_decay^(L−1−i)`` (the last block and the
+    final norm at ``backbone_lr_scale``); heads and predictor: 1. Weight decay on matrices only,
+    as everywhere in vidistill.
+    """
+    if adapt.layer_decay == 1.0 and adapt.backbone_lr_scale == 1.0 and adapt.head_warmup_fraction == 0:
+        return None
+    layer_of, num_layers = backbone_layer_ids(student.backbone)
+    groups: dict[tuple[float, bool], dict] = {}
+    for name, p in student.named_parameters():
+        if not p.requires_grad:
+            continue
+        in_backbone = name.startswith("backbone.")
+        if in_backbone:
+            layer = layer_of.get(name[len("backbone.") :], num_layers - 1)
+            scale = adapt.backbone_lr_scale * adapt.layer_decay ** (num_layers - 1 - layer)
+        else:
+            scale = 1.0
+        decay = p.ndim > 1
+        group = groups.setdefault(
+            (in_backbone, scale, decay), {"params": [], "lr_scale": scale, "apply_wd": decay, "backbone": in_backbone}
+        )
+        if not decay:
+            group["weight_decay"] = 0.0
+        group["params"].append(p)
+    return list(groups.values())
+
+
+# ------------------------------------------------------------------------------ head warm-up
+def cancel_backbone_gradients(student: nn.Module) -> None:
+    """The backbone stays exactly as it is this step (AdamW skips parameters without gradient)."""
+    for p in student.backbone.parameters():
+        p.grad = None
+
+
+# ------------------------------------------------------------------------------ feature drift
+def probe_pixels(dataset, cfg: Config) -> torch.Tensor:
+    """The first frame of ``cfg.adapt.drift_images`` clips spread over the run's video, the whole
+    frame resized to the training size (as the exported encoder sees it), normalised: (N, 3, S, S)."""
+    from vidistill.data.views import Box, crop_resize
+
+    n = max(1, min(cfg.adapt.drift_images, len(dataset)))
+    clip_ids = np.linspace(0, len(dataset) - 1, n).round().astype(int)
+    frames = [dataset.frames(int(c))[0] for c in clip_ids]
+    for source in dataset.sources:  # the training process keeps no decoder open (workers open their own)
+        source.close()
+    size = cfg.data.global_size
+    views = np.concatenate([crop_resize([f], Box(0, 0, *f.shape[:2]), size, False) for f in frames])
+    x = torch.from_numpy(views).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(cfg.data.mean).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.data.std).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class FeatureDriftProbe:
+    """How far the teacher's features have moved from the init, on a fixed batch of frames.
+
+    ``drift/patch_cos``: mean cosine between the teacher's and the init's patch tokens (1 = not
+    moved); ``drift/cls_cos``: the same for [CLS]. The init's features are computed once (step 0)
+    and kept in the checkpoint with the frames, so a resumed run measures against the same init.
+    """
+
+    def __init__(self, pixels: torch.Tensor, init_cls: torch.Tensor, init_patches: torch.Tensor):
+        self.pixels, self.init_cls, self.init_patches = pixels, init_cls, init_patches
+
+    @staticmethod
+    @torch.no_grad()
+    def features(backbone: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        device = next(backbone.parameters()).device
+        was_training = backbone.training
+        backbone.eval()
+        try:
+            cls, patches = split_tokens(backbone, backbone.forward_features(pixels.to(device)))
+        finally:
+            backbone.train(was_training)
+        return cls.float().cpu(), patches.float().cpu()
+
+    @classmethod
+    def at_init(cls, backbone: nn.Module, pixels: torch.Tensor) -> FeatureDriftProbe:
+        return cls(pixels, *cls.features(backbone, pixels))
+
+    def measure(self, backbone: nn.Module) -> dict[str, float]:
+        cls, patches = self.features(backbone, self.pixels)
+        return {
+            "drift/patch_cos": F.cosine_similarity(patches, self.init_patches, dim=-1).mean().item(),
+            "drift/cls_cos": F.cosine_similarity(cls, self.init_cls, dim=-1).mean().item(),
+        }
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"pixels": self.pixels, "init_cls": self.init_cls, "init_patches": self.init_patches}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> FeatureDriftProbe:
+        return cls(state["pixels"], state["init_cls"], state["init_patches"])
