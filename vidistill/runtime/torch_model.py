@@ -126,16 +126,38 @@ def rebuild_at_size(
     return TokenEncoder(backbone).eval(), dataclasses.replace(contract, image_size=size)
 
 
+def contract_from_timm_config(config: dict) -> EncoderContract:
+    """The contract of a plain timm hub folder (``architecture``, ``model_args``, ``pretrained_cfg``:
+    what ``save_for_hf`` writes): the architecture is built once to read its patch, width and
+    prefix tokens; mean/std and input size from ``pretrained_cfg``."""
+    pre = config.get("pretrained_cfg") or {}
+    args = {k: v for k, v in (config.get("model_args") or {}).items() if k not in _OWN_ARGS}
+    size = as_hw(tuple(pre.get("input_size", (3, 224, 224)))[1:])
+    probe = EncoderContract(config["architecture"], size, 16, 1, model_args=args)
+    model = build_timm_encoder(probe)
+    ps = model.patch_embed.patch_size
+    return EncoderContract(
+        model_name=config["architecture"], image_size=size, patch_size=int(ps[0] if isinstance(ps, (tuple, list)) else ps),
+        embed_dim=int(model.embed_dim), mean=tuple(pre.get("mean", probe.mean)), std=tuple(pre.get("std", probe.std)),
+        num_prefix_tokens=int(model.num_prefix_tokens), model_args=args,
+        interpolation="bilinear" if pre.get("interpolation") == "bilinear" else "bicubic",
+    )
+
+
 def safetensors_state(weights: Path) -> tuple[dict[str, torch.Tensor], EncoderContract]:
-    """``encoder.safetensors`` / ``model.safetensors`` + the ``config.json`` beside it."""
-    from .artefacts import contract_from_folder
+    """``encoder.safetensors`` / ``model.safetensors`` + the ``config.json`` beside it (a vidistill
+    export, or a plain timm hub folder)."""
+    from .artefacts import contract_from_folder, read_json
     from .names import CONFIG_NAME
 
     contract = contract_from_folder(weights.parent)
+    config_path = weights.parent / CONFIG_NAME
+    if contract is None and config_path.is_file() and "architecture" in (config := read_json(config_path)):
+        contract = contract_from_timm_config(config)
     if contract is None:
         raise CheckpointError(
-            f"{weights}: no {CONFIG_NAME} with a 'vidistill' contract beside the weights; keep the "
-            "safetensors file in its export folder"
+            f"{weights}: no {CONFIG_NAME} (vidistill contract or timm hub config) beside the weights; keep "
+            "the safetensors file in its export folder"
         )
     try:
         from safetensors.torch import load_file
