@@ -65,6 +65,9 @@ def test_family_exports_with_onnx_parity(family):
     h, w = family["grid"]
     assert a.patch_tokens.shape == (2, h * w, 64) and a.grid().shape == (2, 64, h, w)
     np.testing.assert_allclose(a.patch_tokens, b.patch_tokens, atol=1e-4)
+    env = FeatureObservationWrapper(CameraEnv(), onnx_enc, pixel_key="front", output="grid")
+    assert env.observation_space["features"].shape == (64, h, w)  # e.g. 8x8 for 112 px / patch 14
+    assert env.reset(seed=0)[0]["features"].shape == (64, h, w)
 
 
 def test_family_loads_in_plain_timm_without_vidistill(family, tmp_path):
