@@ -228,3 +228,24 @@ def test_torch_module_is_the_export_module(non_square_export):
     enc = load_encoder(export, backend="torch", device="cpu")
     assert isinstance(enc.model, TokenEncoder) and enc.precision == "fp32"
     assert tuple(enc.model.backbone.patch_embed.grid_size) == (6, 8)
+
+
+def test_serving_a_run_folder_imports_no_training_code(non_square_export):
+    """A robot with only a run folder serves its checkpoint with torch + timm; nothing of the
+    trainer, config, objective, data pipeline or model package is imported."""
+    ckpt, _ = non_square_export
+    code = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        from vidistill.robot_adapters import FeatureObservationWrapper, VisionTower, load_encoder
+        enc = load_encoder({str(ckpt.parent)!r}, device="cpu")
+        assert enc.backend == "torch", enc
+        assert enc.encode(np.zeros((1, 96, 96, 3), np.uint8)).grid().shape == (1, 192, 6, 6)
+        assert VisionTower.from_pretrained({str(ckpt.parent)!r}).num_patches == 36
+        training = sorted(m for m in sys.modules if m.split(".")[:2] in (
+            ["vidistill", "train"], ["vidistill", "objective"], ["vidistill", "data"], ["vidistill", "config"],
+            ["vidistill", "model"], ["vidistill", "checkpoint"], ["vidistill", "export"]))
+        assert not training, training
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
