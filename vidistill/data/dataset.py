@@ -146,7 +146,7 @@ def build_dataset(cfg: Config, sources: Sequence[VideoSource] | None = None) -> 
     """Discover the sources of ``cfg.data.videos``, drop those too short, and build the dataset."""
     d = cfg.data
     if sources is None:
-        sources = discover_sources(d.videos, max_side=d.max_side, cameras=d.cameras)
+        sources = discover_sources(d.videos, max_side=d.max_side, cameras=d.cameras, fps=d.fps)
     k, stride = clip_frames(cfg)
     usable = select_usable(sources, k, stride)
     index = ClipIndex([len(s) for s in usable], k, stride, d.clip_stride)

@@ -1,16 +1,19 @@
 """``load_encoder``: one entry point from any artefact to an :class:`Encoder`.
 
 ``backend="auto"`` picks, among the artefacts present and the runtimes installed:
-TensorRT (``encoder.engine`` + tensorrt + a GPU) > ONNX Runtime CUDA > ONNX Runtime CPU
-(``encoder.onnx``) > torch (``encoder.safetensors`` or a checkpoint).
+TensorRT (``encoder.engine`` + tensorrt + a GPU) > ONNX Runtime (``encoder.onnx``; its TensorRT
+EP > CUDA EP > CPU) > torch (``encoder.safetensors`` or a checkpoint).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
+from typing import Any
 
-from vidistill.errors import CheckpointError
+from vidistill.contract import as_hw
+from vidistill.errors import CheckpointError, VidistillError
 
 from .artefacts import Artefacts, find_artefacts
 from .encoder import Encoder
@@ -22,17 +25,14 @@ BACKENDS = ("auto", "torch", "onnx", "tensorrt")
 
 
 def _has_module(name: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(name) is not None
 
 
 def choose_backend(found: Artefacts, device: str | None = None) -> str:
     """The backend ``auto`` uses for these artefacts on this machine (see module docstring)."""
-    from .backend_tensorrt import tensorrt_usable
+    from .tensorrt import tensorrt_problem
 
-    wants_cpu = device == "cpu"
-    if found.engine is not None and not wants_cpu and tensorrt_usable():
+    if found.engine is not None and device != "cpu" and tensorrt_problem() is None:
         return "tensorrt"
     if found.onnx is not None and _has_module("onnxruntime"):
         return "onnx"
@@ -59,7 +59,16 @@ def _require(artefact: Path | None, backend: str, found: Artefacts, hint: str) -
     return artefact
 
 
-def load_encoder(path: str | Path, backend: str = "auto", device: str | None = None) -> Encoder:
+def load_encoder(
+    path: str | Path,
+    backend: str = "auto",
+    device: str | None = None,
+    *,
+    image_size: Any = None,
+    branch: str = "teacher",
+    precision: str = "auto",
+    compile: str | None = None,
+) -> Encoder:
     """Load an encoder from an export folder, a run folder, or one artefact file.
 
     Args:
@@ -67,7 +76,12 @@ def load_encoder(path: str | Path, backend: str = "auto", device: str | None = N
             ``.onnx``, ``.engine``, ``.safetensors`` (with its config.json), a checkpoint ``.pt``
             or a run folder.
         backend: "auto" (see the module docstring), "tensorrt", "onnx" or "torch".
-        device: None for the best available, "cpu", "cuda" or "cuda:N".
+        device: None/"auto" for the best available, "cpu", "cuda[:N]" ("tensorrt[:N]" for ONNX
+            Runtime's TensorRT provider).
+        image_size: torch backend only: run at this (H, W) (position embedding resampled once);
+            ONNX and TensorRT artefacts are fixed at their exported size.
+        branch: "student" serves a checkpoint's student (torch backend; a diagnostic).
+        precision, compile: torch backend options (see :class:`TorchEncoder`).
 
     Raises:
         CheckpointError: the artefact is missing, unreadable or has no contract.
@@ -75,22 +89,37 @@ def load_encoder(path: str | Path, backend: str = "auto", device: str | None = N
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    device = None if device == "auto" else device
     found = find_artefacts(path)
-    chosen = choose_backend(found, device) if backend == "auto" else backend
+    if backend == "auto":
+        wants_torch = branch != "teacher" or image_size is not None
+        chosen = "torch" if wants_torch else choose_backend(found, device)
+    else:
+        chosen = backend
     if chosen == "tensorrt":
-        from .backend_tensorrt import TensorRTEncoder
+        from .tensorrt import TensorRTEncoder
 
-        engine = _require(found.engine, chosen, found, "a TensorRT engine (encoder.engine; `vidistill export --tensorrt`)")
+        engine = _require(found.engine, chosen, found, "a TensorRT engine (encoder.engine; `vidistill export --trt`)")
         encoder: Encoder = TensorRTEncoder(engine, device)
     elif chosen == "onnx":
         from .backend_onnx import OnnxEncoder
 
         encoder = OnnxEncoder(_require(found.onnx, chosen, found, "encoder.onnx (`vidistill export`)"), device)
     else:
-        from .backend_torch import TorchEncoder
+        try:
+            from .backend_torch import TorchEncoder
+        except ImportError as e:
+            raise MissingBackendError(f"the torch backend needs PyTorch: {e}") from None
 
         if found.safetensors is None and found.checkpoint is None:
             _require(None, chosen, found, "encoder.safetensors + config.json or a checkpoint.pt")
-        encoder = TorchEncoder.from_path(found.path, device)
+        encoder = TorchEncoder.from_path(found.path, device, image_size=image_size, branch=branch,
+                                         precision=precision, compile=compile)
+    if chosen != "torch" and (branch != "teacher" or (image_size and as_hw(image_size) != encoder.image_size)):
+        h, w = encoder.image_size
+        raise VidistillError(
+            f"{encoder.source}: the {chosen} artefact is the teacher fixed at {h}x{w}; "
+            "use the torch backend for another size or the student"
+        )
     log.info("loaded %r", encoder)
     return encoder
