@@ -144,6 +144,14 @@ def test_not_a_bag(tmp_path, content):
         discover_sources([path])
 
 
+def test_not_an_mcap(tmp_path):
+    for content in (b"", b"\x89MCAP0\r\n" + b"\0" * 7, b"not an mcap file" * 20):
+        path = tmp_path / "broken.mcap"
+        path.write_bytes(content)
+        with pytest.raises(VideoError, match="broken.mcap: (not a readable MCAP file|no image topics)"):
+            discover_sources([path])
+
+
 def test_truncated_mcap_trains_on_what_reads(bags, tmp_path, caplog, frame_code):
     folder = shutil.copytree(bags["mcap"], tmp_path / "cut")
     mcap = next(folder.glob("*.mcap"))
