@@ -178,6 +178,24 @@ def test_a_4_3_camera_frame_is_cropped_not_squashed(onnx_encoder):
     assert np.abs(onnx_encoder.preprocess(frame) - onnx_encoder.preprocess(stretched)).max() > 0.5
 
 
+@pytest.mark.parametrize("mode", ["letterbox", "stretch"])
+def test_every_resize_rule_is_the_same_on_host_and_device(torch_encoder, mode):
+    import dataclasses
+
+    from vidistill.runtime.backend_torch import TorchEncoder
+
+    enc = TorchEncoder(torch_encoder.model, dataclasses.replace(torch_encoder.contract, resize=mode), "cpu")
+    frame = np.random.default_rng(2).integers(0, 256, (1, 120, 160, 3), dtype=np.uint8)
+    host = enc.preprocess(frame)
+    device = enc._preprocess_tensor(as_image_batch(torch.from_numpy(frame))).numpy()
+    np.testing.assert_allclose(host, device, atol=1e-5)
+    if mode == "letterbox":  # 160x120 fits as 96x72: bands of 12 rows above and below, 0 = the mean colour
+        assert np.all(host[..., :12, :] == 0) and np.all(host[..., -12:, :] == 0)
+        assert np.abs(host[..., 12:84, :]).max() > 0.5
+    else:
+        assert np.abs(host - torch_encoder.preprocess(frame)).max() > 0.1  # not the crop
+
+
 @pytest.mark.parametrize("shape", [(200, 200), (64, 64), (150, 150), (120, 160), (160, 120)])
 def test_torch_tensors_resize_like_the_host_path(torch_encoder, shape):
     """Device-side resize (matrix products with PIL's coefficients) = the host path (PIL)."""

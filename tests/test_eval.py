@@ -288,7 +288,8 @@ def test_cli_knn_on_separable_colour_folders(random_ckpt, tmp_path, capsys):
     out = tmp_path / "knn.json"
     rc = _cli(["knn", str(random_ckpt), "--data", str(tmp_path / "folders"), "--output", str(out)])
     assert rc == 0
-    assert "top1 " in capsys.readouterr().out
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("top1 ")]
     report = json.loads(out.read_text())
+    assert len(printed) == 1 and float(printed[0].split()[1]) == pytest.approx(report["top1"], abs=0.01)
     assert report["classes"] == ["blue", "red"]
     assert report["top1"] >= 90.0

@@ -65,6 +65,9 @@ def test_family_exports_with_onnx_parity(family):
     h, w = family["grid"]
     assert a.patch_tokens.shape == (2, h * w, 64) and a.grid().shape == (2, 64, h, w)
     np.testing.assert_allclose(a.patch_tokens, b.patch_tokens, atol=1e-4)
+    env = FeatureObservationWrapper(CameraEnv(), onnx_enc, pixel_key="front", output="grid")
+    assert env.observation_space["features"].shape == (64, h, w)  # e.g. 8x8 for 112 px / patch 14
+    assert env.reset(seed=0)[0]["features"].shape == (64, h, w)
 
 
 def test_family_loads_in_plain_timm_without_vidistill(family, tmp_path):
@@ -225,3 +228,24 @@ def test_torch_module_is_the_export_module(non_square_export):
     enc = load_encoder(export, backend="torch", device="cpu")
     assert isinstance(enc.model, TokenEncoder) and enc.precision == "fp32"
     assert tuple(enc.model.backbone.patch_embed.grid_size) == (6, 8)
+
+
+def test_serving_a_run_folder_imports_no_training_code(non_square_export):
+    """A robot with only a run folder serves its checkpoint with torch + timm; nothing of the
+    trainer, config, objective, data pipeline or model package is imported."""
+    ckpt, _ = non_square_export
+    code = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        from vidistill.robot_adapters import FeatureObservationWrapper, VisionTower, load_encoder
+        enc = load_encoder({str(ckpt.parent)!r}, device="cpu")
+        assert enc.backend == "torch", enc
+        assert enc.encode(np.zeros((1, 96, 96, 3), np.uint8)).grid().shape == (1, 192, 6, 6)
+        assert VisionTower.from_pretrained({str(ckpt.parent)!r}).num_patches == 36
+        training = sorted(m for m in sys.modules if m.split(".")[:2] in (
+            ["vidistill", "train"], ["vidistill", "objective"], ["vidistill", "data"], ["vidistill", "config"],
+            ["vidistill", "model"], ["vidistill", "checkpoint"], ["vidistill", "export"]))
+        assert not training, training
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]

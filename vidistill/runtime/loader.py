@@ -1,8 +1,9 @@
 """``load_encoder``: one entry point from any artefact to an :class:`Encoder`.
 
 ``backend="auto"`` picks, among the artefacts present and the runtimes installed:
-TensorRT (``encoder.engine`` + tensorrt + a GPU) > ONNX Runtime (``encoder.onnx``; its TensorRT
-EP > CUDA EP > CPU) > torch (``encoder.safetensors`` or a checkpoint).
+TensorRT (``encoder.engine`` + tensorrt + a GPU) > ONNX Runtime on a GPU (its TensorRT EP or
+CUDA EP) > torch on a CUDA GPU (bf16; where no TensorRT or ONNX Runtime GPU build exists) >
+ONNX Runtime on the CPU > torch on the CPU.
 """
 
 from __future__ import annotations
@@ -25,18 +26,42 @@ BACKENDS = ("auto", "torch", "onnx", "tensorrt")
 
 
 def _has_module(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a module blocked in sys.modules (None) has no spec
+        return False
+
+
+def _ort_on_gpu() -> bool:
+    from .ort import CUDA_EP, TRT_EP, import_ort
+
+    return bool({CUDA_EP, TRT_EP} & set(import_ort().get_available_providers()))
+
+
+def _torch_on_gpu() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 def choose_backend(found: Artefacts, device: str | None = None) -> str:
     """The backend ``auto`` uses for these artefacts on this machine (see module docstring)."""
     from .tensorrt import tensorrt_problem
 
-    if found.engine is not None and device != "cpu" and tensorrt_problem() is None:
+    on_cpu = device == "cpu"
+    has_ort = found.onnx is not None and _has_module("onnxruntime")
+    has_torch = (found.safetensors is not None or found.checkpoint is not None) and _has_module("torch")
+    if found.engine is not None and not on_cpu and tensorrt_problem() is None:
         return "tensorrt"
-    if found.onnx is not None and _has_module("onnxruntime"):
+    if has_ort and (on_cpu or _ort_on_gpu()):
         return "onnx"
-    if (found.safetensors is not None or found.checkpoint is not None) and _has_module("torch"):
+    if has_torch and not on_cpu and _torch_on_gpu():
+        return "torch"
+    if has_ort:
+        return "onnx"
+    if has_torch:
         return "torch"
     needs = []
     if found.engine is not None:

@@ -77,19 +77,6 @@ class _Reader:
         self._bag.close()
 
 
-class _McapReader:
-    """Raw messages of an MCAP file by their location in it (see :mod:`.mcap_index`)."""
-
-    def __init__(self, path: str):
-        self._file = mcap_index.McapReader(path)
-
-    def raw(self, chunk_offset: int, offset: int, length: int) -> bytes:
-        return self._file.read(chunk_offset, offset, length)
-
-    def close(self) -> None:
-        self._file.close()
-
-
 _OPEN = OpenFiles(MAX_OPEN_BAGS)
 
 
@@ -126,8 +113,7 @@ class RosbagSource(VideoSource):
 
     def _raw(self, index: int) -> bytes | None:
         if self.by_offset:
-            reader = _OPEN.get(self.path, _McapReader)
-            return reader.raw(*(int(x) for x in self.locations[index]))
+            return _OPEN.get(self.path, mcap_index.McapReader).read(*(int(x) for x in self.locations[index]))
         stamp, rank = (int(x) for x in self.locations[index])
         return _OPEN.get(self.path, _Reader).raw(self.topic, stamp, rank)
 
