@@ -57,10 +57,10 @@ def sample_frames(video: str, count: int) -> list[np.ndarray]:
 
 def feature_picture(encoder_path: str, video: str, output: Path, frames: int = 8, tile: int = 224,
                     image_size: int | None = None, device: str = "auto") -> Path:
-    from vidistill.eval.features import load_encoder
+    from vidistill.eval.features import load_encoder, to_input_aspect
 
     enc = load_encoder(encoder_path, image_size=image_size, device=device)
-    images = sample_frames(video, frames)
+    images = [to_input_aspect(enc, im) for im in sample_frames(video, frames)]  # what the encoder sees
     _, patches = enc.extract(images, batch_size=16, total=len(images), desc="visualize")
     pcs = pca_rgb(enc.patch_maps(patches.float()).numpy())
     panels = side_by_side(images, pcs, tile)
