@@ -147,8 +147,9 @@ def export_checkpoint(opts: ExportOptions) -> ExportResult:
         if trt_problem:
             log.warning("--trt: %s; writing the other artefacts first", trt_problem)
     log.info("exporting the teacher of %s (%s) to %s", ckpt, contract.model_name, output)
-    reference = _reference(state, contract)
-    encoder, contract = rebuild_at_size(state, contract, as_hw(opts.image_size) if opts.image_size else None, ckpt)
+    encoder, export_contract = rebuild_at_size(state, contract, as_hw(opts.image_size) if opts.image_size else None, ckpt)
+    reference = _reference(state, contract)  # after the rebuild, which names a weights mismatch clearly
+    contract = export_contract
     contract = dataclasses.replace(contract, resize=opts.resize or "crop", version=CONTRACT_VERSION)
     disable_fused_attention(encoder)
     artifacts: dict[str, dict[str, Any]] = {}
