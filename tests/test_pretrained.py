@@ -134,7 +134,7 @@ def test_crop_sizes_snap_to_the_init_patch_size_and_the_log_says_so(video_file, 
         prepare_model_config(cfg)
 
 
-def test_init_from_a_vidistill_run_and_a_single_safetensors(video_file, inits, tmp_path):
+def test_init_from_a_vidistill_run_its_export_and_a_single_safetensors(video_file, inits, tmp_path):
     from safetensors.torch import load_file, save_file
 
     family = "dinov2_reg4"
@@ -142,6 +142,13 @@ def test_init_from_a_vidistill_run_and_a_single_safetensors(video_file, inits, t
     assert main([*train_args(video_file, run, family, steps=1), "--init", str(inits[family])]) == 0
     teacher = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["teacher"]
     cfg = tiny_config(video_file, run, family, out=tmp_path / "run2")
+    trainer = Trainer(cfg, DistributedContext())
+    assert cfg.model.arch == FAMILIES[family][0] and cfg.model.model_args["embed_dim"] == 64
+    for name, t in trainer.teacher.backbone.state_dict().items():
+        assert torch.equal(t, teacher[f"backbone.{name}"]), name
+    # The run's export folder (config.json + encoder.safetensors with the contract).
+    assert main(["export", str(run), "--output", str(tmp_path / "export"), "--no-onnx"]) == 0
+    cfg = tiny_config(video_file, tmp_path / "export", family, out=tmp_path / "run4")
     trainer = Trainer(cfg, DistributedContext())
     assert cfg.model.arch == FAMILIES[family][0] and cfg.model.model_args["embed_dim"] == 64
     for name, t in trainer.teacher.backbone.state_dict().items():
