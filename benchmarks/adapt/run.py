@@ -53,7 +53,7 @@ SLUGS = {"random init": "random", "base (as is)": "base", "base + vidistill": "v
          "base + vidistill + Gram": "vidistill-gram", "base + DINO": "dino", "from scratch": "scratch"}
 
 # Sized to finish in about an hour on 2 CPU cores shared with other work.
-FULL = dict(seeds=[0, 1, 2], steps=40, batch=16, base_steps=200, probe_iters=300, probe_size=192, label_size=48,
+FULL = dict(seeds=[0, 1, 2], steps=40, batch=8, base_steps=200, probe_iters=300, probe_size=192, label_size=48,
             render_size=192, a_episodes=10, a_frames=90, a_fps=10.0, a_labelled_every=2, b_episodes=6, b_frames=240,
             probe_episodes=4, probe_frames=8)
 QUICK = dict(seeds=[0], steps=2, batch=2, base_steps=3, probe_iters=5, probe_size=64, label_size=32, render_size=64,
