@@ -11,6 +11,8 @@ training, cpu-tiny sizes: K=3, Δ=30, 96/48 px views, a generated textured scene
 * ``video frames``: the same from an AV1 mp4 as LeRobot writes it (libsvtav1, g=2) via PyAV;
 * ``video frames <codec>``: the same for H.264 (g=30, B-frames) and MPEG-4 part 2 (g=12);
 * ``frame folder frames (png)``: one PNG per frame;
+* ``lerobot v3.0 frames``: the AV1 video cut into 4 episodes of one concatenated mp4, and the same
+  frames as an image feature (PNG bytes in the data parquet, 100-row groups);
 * ``cache clip`` / ``video clip``: a whole dataset item (frames + all views, normalised);
 * ``decoder <lib> <codec>``: the bare decoder reading a clip's K frames by seeking (``pyav``: our
   VideoFileSource; ``opencv``: ``CAP_PROP_POS_FRAMES`` + ``read``), and the fraction of frames
@@ -92,6 +94,47 @@ def write_frames(folder: Path, num_frames: int, size: tuple[int, int]) -> Path:
     for i, rgb in enumerate(scene(num_frames, size)):
         cv2.imwrite(str(folder / f"{i:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return folder
+
+
+def write_lerobot_v30(root: Path, video: Path, num_frames: int, episodes: int = 4) -> Path:
+    """A LeRobot v3.0 dataset around ``video`` (AV1 g=2, what LeRobot writes): its frames cut into
+    ``episodes`` episodes of one concatenated mp4 (camera ``top``), and the same frames as PNG bytes
+    in the data parquet (camera ``wrist``, an image feature), laid out as lerobot writes them."""
+    import json
+    import shutil
+
+    import av
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with av.open(str(video)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)][:num_frames]
+    h, w = frames[0].shape[:2]
+    length = num_frames // episodes
+    feature = {"shape": [h, w, 3], "names": ["height", "width", "channels"]}
+    info = {"codebase_version": "v3.0", "fps": 30, "chunks_size": 1000,
+            "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
+            "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
+            "features": {"top": {"dtype": "video", **feature, "info": {"video.codec": "av1", "video.is_depth_map": False}},
+                         "wrist": {"dtype": "image", **feature}}}
+    (root / "meta/episodes/chunk-000").mkdir(parents=True)
+    (root / "meta/info.json").write_text(json.dumps(info))
+    pq.write_table(pa.table({
+        "episode_index": list(range(episodes)), "length": [length] * episodes,
+        "data/chunk_index": [0] * episodes, "data/file_index": [0] * episodes,
+        "videos/top/chunk_index": [0] * episodes, "videos/top/file_index": [0] * episodes,
+        "videos/top/from_timestamp": [e * length / 30 for e in range(episodes)],
+    }), root / "meta/episodes/chunk-000/file-000.parquet")
+    (root / "videos/top/chunk-000").mkdir(parents=True)
+    shutil.copy(video, root / "videos/top/chunk-000/file-000.mp4")
+    pngs = [{"bytes": cv2.imencode(".png", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes(), "path": None}
+            for f in frames[: length * episodes]]
+    (root / "data/chunk-000").mkdir(parents=True)
+    pq.write_table(pa.table({
+        "episode_index": [i // length for i in range(length * episodes)],
+        "wrist": pa.array(pngs, pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+    }), root / "data/chunk-000/file-000.parquet", row_group_size=100)  # HF datasets' image row groups
+    return root
 
 
 def decoder_rows(path: Path, label: str, index, clips: list[int], repeats: int) -> list[dict]:
@@ -269,8 +312,16 @@ def run(quick: bool = True, size: tuple[int, int] | None = None) -> list[dict]:
                 cv2.imdecode(data, cv2.IMREAD_COLOR)
 
         base = _time_per_clip(floor, clips, repeats)
-        def frames_of(path: Path):
-            return build_dataset(build_config("cpu-tiny", overrides={**over, "data.videos": [str(path)]})).frames
+
+        def frames_of(path: Path, camera: str | None = None):
+            cfg = build_config("cpu-tiny", overrides={**over, "data.videos": [str(path)],
+                                                      "data.cameras": [camera] if camera else []})
+            return build_dataset(cfg).frames
+
+        lerobot = write_lerobot_v30(Path(tmp) / "lerobot", video, num_frames)
+        lerobot_clips = np.random.default_rng(0).permutation(
+            len(build_dataset(build_config("cpu-tiny", overrides={**over, "data.videos": [str(lerobot)],
+                                                                  "data.cameras": ["top"]}))))[:num_clips].tolist()
 
         measured = {
             "floor (read+imdecode K jpegs)": base,
@@ -279,6 +330,9 @@ def run(quick: bool = True, size: tuple[int, int] | None = None) -> list[dict]:
             **{f"video frames {label}": _time_per_clip(frames_of(videos[label]), clips, repeats)
                for label, *_ in CODECS[1:]},
             "frame folder frames (png)": _time_per_clip(frames_of(folder), clips, repeats),
+            "lerobot v3.0 frames (av1 g=2, episodes of one mp4)": _time_per_clip(
+                frames_of(lerobot, "top"), lerobot_clips, repeats),
+            "lerobot v3.0 frames (png in parquet)": _time_per_clip(frames_of(lerobot, "wrist"), lerobot_clips, repeats),
             "cache clip (frames+views)": _time_per_clip(lambda c: ds_cache[(c, 0)], clips, repeats),
             "video clip (frames+views)": _time_per_clip(lambda c: ds_video[(c, 0)], clips, repeats),
         }
@@ -316,16 +370,16 @@ def run(quick: bool = True, size: tuple[int, int] | None = None) -> list[dict]:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'case':34s} {'ms/clip':>9s} {'clips/s':>9s} {'x floor':>8s} {'exact':>6s}")
+    print(f"{'case':52s} {'ms/clip':>9s} {'clips/s':>9s} {'x floor':>8s} {'exact':>6s}")
     for r in rows:
         exact = f"{r['exact']:6.2f}" if r.get("exact") is not None else ""
         if r.get("ms_per_clip") is None:
             detail = r.get("note") or f"{r.get('frames_per_s', '')} frames/s"
-            print(f"{r['case']:34s} {detail:>38s} {exact}")
+            print(f"{r['case']:52s} {detail:>38s} {exact}")
             continue
         xf = f"{r['x_floor']:8.2f}" if r.get("x_floor") is not None else f"{'':8s}"
         opening = f"  open {r['open_ms_per_frame']:.2f} ms/frame" if "open_ms_per_frame" in r else ""
-        print(f"{r['case']:34s} {r['ms_per_clip']:9.3f} {r['clips_per_s']:9.1f} {xf} {exact}{opening}")
+        print(f"{r['case']:52s} {r['ms_per_clip']:9.3f} {r['clips_per_s']:9.1f} {xf} {exact}{opening}")
 
 
 def main() -> None:

@@ -178,7 +178,8 @@ def data_lines(rows: list[dict]) -> list[Line]:
                         detail=f"{vclip['ms_per_clip']:.2f} vs {cclip['ms_per_clip']:.2f} ms/clip"))
     for row in rows:  # the other formats and codecs, each against the same floor
         case = row["case"]
-        if case.startswith(("video frames ", "frame folder", "log frames ")) and row.get("x_floor") is not None:
+        other = case.startswith(("video frames ", "frame folder", "lerobot", "log frames "))
+        if other and row.get("x_floor") is not None:
             out.append(Line("data", f"{case} vs JPEG-decode floor", _num(row["x_floor"]),
                             detail=f"{row['ms_per_clip']:.2f} ms/clip"))
     for row in rows:  # the video decoder chosen (PyAV) and its measured alternative (OpenCV)

@@ -137,7 +137,9 @@ def test_objective_picks_clip_length_and_views(episode_tree, objective, delta, f
     assert ds.index.num_frames == frames
     batch = collate_clips([ds[(i, 0)] for i in range(2)])
     if objective == "dino":
-        assert batch.globals.shape == (2, 2, 3, 96, 96) and batch.locals.shape == (2, 1, 5, 3, 48, 48)
+        # As many views as the method: 2 globals + (K−1)·L locals (cfg.data.frame_dino_num_local).
+        local = cfg.data.frame_dino_num_local
+        assert local == 10 and batch.globals.shape == (2, 2, 3, 96, 96) and batch.locals.shape == (2, 1, local, 3, 48, 48)
         assert ds.index.frame_stride == (delta if delta else 1)
     else:
         assert batch.globals.shape == (2, 3, 3, 96, 96) and batch.locals.shape == (2, 2, 5, 3, 48, 48)

@@ -164,15 +164,20 @@ def test_cli_info_on_hdf5(robomimic):
     for text in ("hdf5 robomimic", "sources: 6", "episodes: 3", "agentview_image", "robot0_eye_in_hand_image",
                  "64x48", "raw uint8", "demo_10/obs/agentview_depth: depth map"):
         assert text in r.stdout, text
+    r = run_cli("info", str(robomimic), "--fps", "20", "--camera", "agentview_image")
+    assert r.returncode == 0, r.stderr
+    assert "agentview_image                        3       64     20" in r.stdout
+    assert "robot0_eye_in_hand_image" not in r.stdout
 
 
 def test_cli_extract_hdf5_to_the_jpeg_cache(tmp_path, frame_code):
     episode = write_aloha(tmp_path / "episode_0.hdf5", 20, compressed=True)
     cache = tmp_path / "cache"
-    r = run_cli("extract", "--video", str(episode), "--output", str(cache), "--workers", "1", "--no-progress")
+    r = run_cli("extract", "--video", str(episode), "--output", str(cache), "--workers", "1", "--no-progress",
+                "--fps", "50")
     assert r.returncode == 0, r.stderr
     sources = discover_sources([cache])
-    assert [(s.camera, len(s)) for s in sources] == [("cam_high", 20), ("cam_low", 20)]
+    assert [(s.camera, len(s), s.fps) for s in sources] == [("cam_high", 20, 50.0), ("cam_low", 20, 50.0)]
     assert frame_code(sources[1].read(19)) == code(1, 19)
 
 
@@ -189,6 +194,7 @@ def test_cli_trains_two_steps_on_hdf5_with_a_worker(robomimic, tmp_path):
     r = run_cli("train", "--video", str(robomimic), "--output", str(out), "--max-steps", "2",
                 "--preset", "cpu-tiny", "--frame-stride", "4", "--batch-size", "2", "--image-size", "32",
                 "--out-dim", "64", "--num-workers", "1", "--set", "data.local_size=16",
-                "--set", "model.head_hidden_dim=64")
+                "--set", "model.head_hidden_dim=64", "--fps", "20")
     assert r.returncode == 0, r.stderr
     assert len((out / "log.jsonl").read_text().splitlines()) == 2
+    assert "fps: 20.0" in (out / "config.yaml").read_text()

@@ -240,9 +240,11 @@ def test_layer_decay_param_groups_scale_the_lr_per_backbone_layer(video_file, in
 
 def test_head_warmup_freezes_the_backbone_then_unfreezes_it(video_file, inits, tmp_path):
     cfg = tiny_config(video_file, inits["dinov3_rope"], "dinov3_rope", out=tmp_path / "run",
-                      **{"adapt.head_warmup_epochs": 2 / 32, "train.max_steps": 3, "optim.warmup_epochs": 0})
+                      **{"adapt.head_warmup_fraction": 0.2, "train.max_steps": 10, "optim.warmup_epochs": 0})
     trainer = Trainer(cfg, DistributedContext())
-    assert trainer.steps_per_epoch == 32 and trainer.schedules.backbone_frozen_steps == 2
+    sch = trainer.schedules
+    assert sch.backbone_frozen_steps == 2
+    assert [sch.backbone_lr_factor(s) for s in range(5)] == [0.0, 0.0, 0.5, 1.0, 1.0]
     backbone = {k: v.clone() for k, v in trainer.student.backbone.state_dict().items()}
     head = trainer.student.head.mlp[0].weight.detach().clone()
     batches = iter(trainer.loader)
@@ -253,6 +255,8 @@ def test_head_warmup_freezes_the_backbone_then_unfreezes_it(video_file, inits, t
             assert torch.equal(v, backbone[k]), f"step {step}: {k} moved during the head warm-up"
     assert not torch.equal(trainer.student.head.mlp[0].weight, head)  # the head trains meanwhile
     trainer.train_step(next(batches), 2)
+    lrs = {g["backbone"]: g["lr"] / g["lr_scale"] for g in trainer.optimizer.param_groups}
+    assert lrs[True] == pytest.approx(0.5 * lrs[False])  # the backbone's ramp: half-way at step 2
     moved = [k for k, v in trainer.student.backbone.state_dict().items() if not torch.equal(v, backbone[k])]
     assert "blocks.0.attn.qkv.weight" in moved and "patch_embed.proj.weight" in moved
 
@@ -291,7 +295,7 @@ def test_gram_anchor_and_drift_probe_in_a_run(video_file, inits, tmp_path):
     family = "dinov2_reg4"
     out = tmp_path / "run"
     args = [*train_args(video_file, out, family, steps=3), "--init", str(inits[family]), "--gram-weight", "1",
-            "--set", "adapt.drift_every=1", "--set", "adapt.head_warmup_epochs=0.03"]  # 1 of 32 steps frozen
+            "--set", "adapt.drift_every=1", "--set", "adapt.head_warmup_fraction=0.34"]  # 1 of 3 steps frozen
     assert main(args) == 0
     log = read_log(out)
     assert all("gram/loss" in r and "drift/patch_cos" in r and "collapsed" in r for r in log)

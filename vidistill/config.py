@@ -79,6 +79,10 @@ class DataConfig:
     cameras: list[str] = option(
         default_factory=list, help="robot-log camera names to train on ([] = every RGB camera)"
     )
+    fps: float = option(
+        0.0, "frame rate of logs that store none (HDF5); 0 = unknown. Labels only: strides count frames",
+        flag="fps",
+    )
     num_frames: int = option(3, "K, frames per clip", flag="num-frames")
     frame_stride: int = option(30, "Δ, frames between consecutive clip frames", flag="frame-stride")
     clip_stride: int = option(1, "keep every n-th valid clip start (subsampling for long logs)")
@@ -161,8 +165,12 @@ class AdaptConfig:
     """Adapting a pretrained encoder (``--init``) without forgetting it; the measured recipe is
     ``presets/adapt.yaml`` (README "Start from a pretrained encoder"). Defaults: all off."""
 
-    # Fractional like the other epoch counts; the new heads and predictor train alone meanwhile.
-    head_warmup_epochs: float = option(0, "epochs with the backbone frozen while the new heads warm up")
+    # A fraction of the run, not epochs: an adaptation is often a few hundred steps (--max-steps),
+    # less than one epoch, and the warm-up must end well inside it whatever the run's length.
+    head_warmup_fraction: float = option(
+        0.0, "fraction of the run's steps with the backbone frozen while the new heads and predictor "
+        "warm up; the backbone lr then ramps up linearly over as many steps",
+    )
     layer_decay: float = option(1.0, "backbone layer i of L gets lr x decay^(L-i) (1 = off)")
     backbone_lr_scale: float = option(1.0, "backbone lr relative to the heads and predictor")
     gram_weight: float = option(
@@ -216,6 +224,8 @@ class Config:
             raise ValueError("num_frames (K) must be >= 2 for the next-frame objective")
         if self.data.frame_stride < 1:
             raise ValueError("frame_stride (Δ) must be >= 1")
+        if self.data.fps < 0:
+            raise ValueError(f"fps must be >= 0 (0 = unknown), got {self.data.fps}")
         if self.adapt.gram_weight > 0 and self.objective is Objective.GLOBAL:
             raise ValueError("adapt.gram_weight: the 'global' objective's student sees no global view to anchor")
         if min(self.data.global_size, self.data.local_size) < 1:
@@ -352,8 +362,11 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def auto_preset() -> str:
-    """Default preset: the single-GPU preset when CUDA is there, the CPU one otherwise."""
+def auto_preset(init: str = "") -> str:
+    """Default preset: ``adapt`` when starting from a pretrained encoder (``--init``); otherwise
+    the single-GPU preset when CUDA is there, the CPU one otherwise."""
+    if init:
+        return "adapt"
     try:
         import torch
 
@@ -369,7 +382,7 @@ def build_config(
 ) -> Config:
     """Resolve defaults < preset < config file < overrides (dotted keys)."""
     cfg = Config()
-    preset = preset or auto_preset()
+    preset = preset or auto_preset(str((overrides or {}).get("model.init", "")))
     if preset not in available_presets():
         raise ValueError(f"unknown preset {preset!r}; available: {', '.join(available_presets())}")
     apply_overrides(cfg, load_yaml(PRESET_DIR / f"{preset}.yaml"), where=f"preset {preset}")

@@ -133,6 +133,7 @@ def extract_cache(
     workers: int | None = None,
     progress: bool = True,
     cameras: Sequence[str] = (),
+    fps: float = 0.0,
 ) -> list[CacheEntry]:
     """Extract every frame of every source under ``videos`` into the cache ``output``.
 
@@ -146,7 +147,7 @@ def extract_cache(
         raise VideoError(f"{out}: exists and is not a directory")
     if out.is_dir() and not is_cache_dir(out) and any(out.iterdir()):
         raise VideoError(f"{out}: not empty and not a frame cache (no {CACHE_INDEX}); choose another --output")
-    sources = discover_sources(videos, max_side=max_side, exclude=[out], cameras=cameras)
+    sources = discover_sources(videos, max_side=max_side, exclude=[out], cameras=cameras, fps=fps)
     for src in sources:
         src.close()
 

@@ -23,6 +23,14 @@ def _non_negative(text: str) -> int:
     return n
 
 
+def fps_value(text: str) -> float:
+    """argparse type of ``--fps`` (extract and info): a frame rate >= 0 (0 = unknown)."""
+    fps = float(text)
+    if not fps >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return fps
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--video", action="extend", nargs="+", required=True, metavar="PATH",
@@ -44,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=min(os.cpu_count() or 1, 8), metavar="N",
         help="parallel decoder processes (default: CPU count, at most 8)",
     )
+    parser.add_argument("--fps", type=fps_value, default=0.0, metavar="FPS",
+                        help="frame rate of logs that store none (HDF5), kept in the cache index")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -53,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     entries = extract_cache(
         args.video, args.output, max_side=args.max_side, quality=args.quality,
         workers=max(1, args.workers), progress=not args.no_progress, cameras=args.camera,
+        fps=args.fps,
     )
     import logging
 

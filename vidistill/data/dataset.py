@@ -146,7 +146,7 @@ def build_dataset(cfg: Config, sources: Sequence[VideoSource] | None = None) -> 
     """Discover the sources of ``cfg.data.videos``, drop those too short, and build the dataset."""
     d = cfg.data
     if sources is None:
-        sources = discover_sources(d.videos, max_side=d.max_side, cameras=d.cameras)
+        sources = discover_sources(d.videos, max_side=d.max_side, cameras=d.cameras, fps=d.fps)
     k, stride = clip_frames(cfg)
     usable = select_usable(sources, k, stride)
     index = ClipIndex([len(s) for s in usable], k, stride, d.clip_stride)
@@ -155,9 +155,7 @@ def build_dataset(cfg: Config, sources: Sequence[VideoSource] | None = None) -> 
     return ClipDataset(usable, index, build_views(cfg), seed=cfg.train.seed)
 
 
-def build_dataloader(
-    cfg: Config, rank: int = 0, world_size: int = 1, epoch: int = 0, start_index: int = 0
-) -> tuple[DataLoader, ClipSampler]:
+def build_dataloader(cfg: Config, rank: int = 0, world_size: int = 1) -> tuple[DataLoader, ClipSampler]:
     """The training DataLoader over ``cfg.data.videos`` and its sampler.
 
     Per epoch: ``sampler.set_epoch(e)`` then (resume) ``sampler.set_start(batches_done * batch)``.
@@ -167,7 +165,6 @@ def build_dataloader(
     dataset = build_dataset(cfg)
     sampler = ClipSampler(
         dataset.index, shuffle=True, seed=cfg.train.seed, num_replicas=world_size, rank=rank,
-        epoch=epoch, start_index=start_index,
     )
     workers = max(0, int(cfg.data.num_workers))
     if workers:

@@ -11,12 +11,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from vidistill.data.command import fps_value
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", nargs="+", metavar="PATH",
                         help="video file, frame folder, episode tree, LeRobot dataset or JPEG cache")
     parser.add_argument("--camera", action="append", default=[], metavar="NAME",
                         help="only this robot-log camera, by the log's name (repeatable; default: every RGB camera)")
+    parser.add_argument("--fps", type=fps_value, default=0.0, metavar="FPS",
+                        help="frame rate of logs that store none (HDF5)")
 
 
 def _values(items: Sequence[Any]) -> str:
@@ -28,11 +32,11 @@ def _values(items: Sequence[Any]) -> str:
     return ", ".join(str(v) for v in seen)
 
 
-def summary(path: str, cameras: Sequence[str] = ()) -> str:
+def summary(path: str, cameras: Sequence[str] = (), fps: float = 0.0) -> str:
     """The report for one input path (what ``vidistill info`` prints)."""
     from vidistill.data.sources import OpenOptions, discover
 
-    found = discover([path], OpenOptions(cameras=tuple(cameras)))
+    found = discover([path], OpenOptions(cameras=tuple(cameras), fps=fps))
     sources = found.sources
     episodes = {s.episode for s in sources if s.episode}
     lines = [f"{path}: {found.formats.get(path, '?')}",
@@ -58,5 +62,5 @@ def summary(path: str, cameras: Sequence[str] = ()) -> str:
 
 def run(args: argparse.Namespace) -> int:
     for path in args.path:
-        sys.stdout.write(summary(path, args.camera) + "\n")
+        sys.stdout.write(summary(path, args.camera, args.fps) + "\n")
     return 0

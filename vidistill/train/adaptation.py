@@ -7,7 +7,7 @@
 * Head warm-up: the projection head and predictor start random; their first gradients through
   the backbone are noise that would overwrite the pretrained features. For the first steps the
   backbone gets no update at all (its gradients are dropped, so AdamW neither steps nor decays
-  it), then it joins at the (decayed) lr.
+  it), then its lr ramps up from 0 over as many steps (``Schedules.backbone_lr_factor``).
 * Feature drift: cosine similarity between the teacher's patch features and the init's on a
   fixed batch of the run's own frames, logged every N steps next to the collapse signals.
 """
@@ -37,27 +37,31 @@ def backbone_layer_ids(backbone: nn.Module) -> tuple[dict[str, int], int]:
 
 
 def adaptation_param_groups(student: nn.Module, adapt: AdaptConfig) -> list[dict] | None:
-    """AdamW groups with an ``lr_scale`` per backbone layer; None when nothing is scaled (the
-    plain groups of ``optimizer.param_groups`` then apply).
+    """AdamW groups with an ``lr_scale`` per backbone layer, backbone groups marked ``backbone``
+    (for the head warm-up's lr ramp); None when none of this is asked for (the plain groups of
+    ``optimizer.param_groups`` then apply).
 
     Backbone layer i of L: ``backbone_lr_scale · layer_decay^(L−1−i)`` (the last block and the
     final norm at ``backbone_lr_scale``); heads and predictor: 1. Weight decay on matrices only,
     as everywhere in vidistill.
     """
-    if adapt.layer_decay == 1.0 and adapt.backbone_lr_scale == 1.0:
+    if adapt.layer_decay == 1.0 and adapt.backbone_lr_scale == 1.0 and adapt.head_warmup_fraction == 0:
         return None
     layer_of, num_layers = backbone_layer_ids(student.backbone)
     groups: dict[tuple[float, bool], dict] = {}
     for name, p in student.named_parameters():
         if not p.requires_grad:
             continue
-        if name.startswith("backbone."):
+        in_backbone = name.startswith("backbone.")
+        if in_backbone:
             layer = layer_of.get(name[len("backbone.") :], num_layers - 1)
             scale = adapt.backbone_lr_scale * adapt.layer_decay ** (num_layers - 1 - layer)
         else:
             scale = 1.0
         decay = p.ndim > 1
-        group = groups.setdefault((scale, decay), {"params": [], "lr_scale": scale, "apply_wd": decay})
+        group = groups.setdefault(
+            (in_backbone, scale, decay), {"params": [], "lr_scale": scale, "apply_wd": decay, "backbone": in_backbone}
+        )
         if not decay:
             group["weight_decay"] = 0.0
         group["params"].append(p)
@@ -65,10 +69,6 @@ def adaptation_param_groups(student: nn.Module, adapt: AdaptConfig) -> list[dict
 
 
 # ------------------------------------------------------------------------------ head warm-up
-def head_warmup_steps(adapt: AdaptConfig, steps_per_epoch: int) -> int:
-    return round(adapt.head_warmup_epochs * steps_per_epoch)
-
-
 def cancel_backbone_gradients(student: nn.Module) -> None:
     """The backbone stays exactly as it is this step (AdamW skips parameters without gradient)."""
     for p in student.backbone.parameters():

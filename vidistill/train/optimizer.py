@@ -25,9 +25,12 @@ def build_optimizer(model: nn.Module, groups: list[dict] | None = None) -> torch
     return torch.optim.AdamW(groups or param_groups(model), lr=0.0, weight_decay=0.0)
 
 
-def set_hyperparameters(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:
+def set_hyperparameters(
+    optimizer: torch.optim.Optimizer, lr: float, weight_decay: float, backbone_lr_factor: float = 1.0
+) -> None:
+    """``backbone_lr_factor`` scales the groups marked ``backbone`` (the adaptation's ramp)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
+        group["lr"] = lr * group.get("lr_scale", 1.0) * (backbone_lr_factor if group.get("backbone") else 1.0)
         if group.get("apply_wd"):
             group["weight_decay"] = weight_decay
 

@@ -41,13 +41,19 @@ class Schedules:
     teacher_temp: list[float]
     freeze_last_layer_steps: int
     total_steps: int
-    backbone_frozen_steps: int = 0  # head warm-up of an adapted init (adapt.head_warmup_epochs)
+    backbone_frozen_steps: int = 0  # head warm-up of an adapted init (adapt.head_warmup_fraction)
 
     def last_layer_frozen(self, step: int) -> bool:
         return step < self.freeze_last_layer_steps
 
     def backbone_frozen(self, step: int) -> bool:
         return step < self.backbone_frozen_steps
+
+    def backbone_lr_factor(self, step: int) -> float:
+        """0 while the backbone is frozen, then a linear ramp to 1 over as many steps (the
+        backbone's own lr warm-up: it joins the heads gradually, not at the peak lr)."""
+        w = self.backbone_frozen_steps
+        return 1.0 if w == 0 else min(1.0, max(0.0, (step - w + 1) / w))
 
     @classmethod
     def build(cls, cfg: Config, steps_per_epoch: int, world_size: int) -> Schedules:
@@ -68,5 +74,5 @@ class Schedules:
             ],
             freeze_last_layer_steps=steps(o.freeze_last_layer_epochs),
             total_steps=total,
-            backbone_frozen_steps=min(steps(cfg.adapt.head_warmup_epochs), total),
+            backbone_frozen_steps=min(round(cfg.adapt.head_warmup_fraction * total), total),
         )

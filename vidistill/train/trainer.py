@@ -235,7 +235,7 @@ class Trainer:
     # ------------------------------------------------------------------------------ loop
     def train_step(self, batch, step: int) -> dict[str, float]:
         sch = self.schedules
-        set_hyperparameters(self.optimizer, sch.lr[step], sch.weight_decay[step])
+        set_hyperparameters(self.optimizer, sch.lr[step], sch.weight_decay[step], sch.backbone_lr_factor(step))
         tau_t = sch.teacher_temp[step]
         globals_ = batch.globals.to(self.device, non_blocking=True)
         locals_ = batch.locals.to(self.device, non_blocking=True)

@@ -2,9 +2,11 @@
 ``dtype: image`` features (a Hugging Face ``Image`` struct ``{bytes, path}``). One source is one
 episode's contiguous rows of one column.
 
-Random access reads the row group holding the frame (parquet's unit of I/O; LeRobot writes a few
-hundred rows per group) and keeps the last one decoded from parquet, so a clip's K frames cost one
-row-group read and K image decodes (OpenCV). The parquet file is opened lazily in each process.
+Random access reads the row group holding the frame (parquet's unit of I/O; Hugging Face datasets,
+which LeRobot writes with, puts 100 image rows in a group) and keeps the last two groups read as
+Arrow arrays (no copy of the other rows' bytes), so a clip's K frames cost one or two row-group
+reads and K image decodes (OpenCV). The parquet file is opened lazily in each process and shared
+by the episodes it holds (:class:`~.handles.OpenFiles`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import cv2
 import numpy as np
 
 from vidistill.data.sources.base import VideoSource
+from vidistill.data.sources.handles import OpenFiles
 from vidistill.errors import VideoError
 
 
@@ -41,6 +44,44 @@ def episode_rows(path: Path) -> Callable[[int], tuple[int, int]]:
     return rows
 
 
+class _ParquetFile:
+    """One open parquet file in one process, with the last two row groups read per column."""
+
+    def __init__(self, path: str):
+        import pyarrow.parquet as pq
+
+        try:
+            self.file = pq.ParquetFile(path)
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise VideoError(f"{path}: unreadable data file ({e})") from None
+        meta = self.file.metadata
+        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        self.group_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.columns = set(self.file.schema_arrow.names)
+        self._groups: dict[tuple[int, str], Any] = {}
+
+    def close(self) -> None:
+        self._groups = {}
+        self.file.close()
+
+    def image_bytes(self, column: str, row: int) -> bytes | None:
+        group = int(np.searchsorted(self.group_starts, row, side="right")) - 1
+        key = (group, column)
+        if key not in self._groups:
+            try:
+                values = self.file.read_row_group(group, columns=[column]).column(0).combine_chunks()
+            except Exception:  # a damaged row group: its frames are bad frames
+                return None
+            if len(self._groups) >= 2:
+                self._groups.pop(next(iter(self._groups)))
+            self._groups[key] = values.field("bytes") if hasattr(values, "field") else values
+        return self._groups[key][row - int(self.group_starts[group])].as_py()
+
+
+# Open parquet files per process (a v3.0 data file holds many episodes: they share one).
+_OPEN = OpenFiles(8)
+
+
 class ParquetImageSource(VideoSource):
     """Rows ``start .. stop-1`` of the image column ``column`` of one parquet file."""
 
@@ -53,61 +94,27 @@ class ParquetImageSource(VideoSource):
         self.column, self.start = column, int(start)
         self.num_frames = int(stop) - int(start)
         self.fps = float(fps)
-        self._reset_process_state()
-        groups = self._file().metadata
-        sizes = [groups.row_group(g).num_rows for g in range(groups.num_row_groups)]
-        self._group_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        if column not in self._file().schema_arrow.names:
+        if column not in self._file().columns:
             raise VideoError(f"{path}: no column {column!r}")
+        head = self._file().image_bytes(column, self.start) or b""
         first = self._decode(0)
         if first is None:
             raise VideoError(f"{path}: the first image of {column} (row {start}) is not a readable image")
         self.native_size = (first.shape[1], first.shape[0])
-        head = self._group_bytes[self.start - int(self._group_starts[self._group])] or b""
         self.codec = "png" if head.startswith(b"\x89PNG") else "jpeg" if head.startswith(b"\xff\xd8") else "image"
         self.close()  # nothing stays open in the process that builds the dataset
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "codec": f"{self.codec} in parquet"}
 
-    def _process_local(self) -> tuple[str, ...]:
-        return (*super()._process_local(), "_parquet", "_pid", "_group", "_group_bytes")
-
-    def _reset_process_state(self) -> None:
-        super()._reset_process_state()
-        self._parquet: Any = None
-        self._pid = -1
-        self._group = -1
-        self._group_bytes: list[bytes | None] = []
-
-    def _file(self) -> Any:
-        if self._parquet is None or self._pid != os.getpid():
-            import pyarrow.parquet as pq
-
-            try:
-                self._parquet = pq.ParquetFile(self.path)
-            except Exception as e:
-                raise VideoError(f"{self.path}: unreadable data file ({e})") from None
-            self._pid, self._group = os.getpid(), -1
-        return self._parquet
+    def _file(self) -> _ParquetFile:
+        return _OPEN.get(self.path, _ParquetFile)
 
     def close(self) -> None:
-        self._parquet, self._group, self._group_bytes = None, -1, []
+        _OPEN.close(self.path)
 
     def _decode(self, index: int) -> np.ndarray | None:
-        row = self.start + index
-        group = int(np.searchsorted(self._group_starts, row, side="right")) - 1
-        if group != self._group:
-            try:
-                table = self._file().read_row_group(group, columns=[self.column])
-            except VideoError:
-                raise
-            except Exception:  # a damaged row group: its frames are bad frames
-                return None
-            column = table.column(0).combine_chunks()
-            values = column.field("bytes") if hasattr(column, "field") else column
-            self._group, self._group_bytes = group, values.to_pylist()
-        data = self._group_bytes[row - int(self._group_starts[group])]
+        data = self._file().image_bytes(self.column, self.start + index)
         if not data:
             return None
         return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)

@@ -197,6 +197,24 @@ class _Topic:
                 self.size = (frame.shape[1], frame.shape[0])
 
 
+def _index_ros1(bag: Any, conns: list[Any], topics: dict[str, _Topic], deserialize: Callable) -> bool:
+    """Index a ROS 1 bag from its own index (message times per connection, read when the bag
+    opens) plus one message per topic, instead of reading every image: False when not possible."""
+    readers = getattr(bag, "readers", [])
+    indexes = getattr(readers[0], "indexes", None) if len(readers) == 1 and not bag.is2 else None
+    if not isinstance(indexes, dict) or not all(c.id in indexes for c in conns):
+        return False
+    for conn in conns:  # in the connection order the bag's reader merges them in
+        topics[conn.topic].rows.extend((entry.time,) for entry in indexes[conn.id])
+    for name, topic in topics.items():
+        if topic.rows:
+            first = min(row[0] for row in topic.rows)
+            topic_conns = [c for c in conns if c.topic == name]
+            conn, _, data = next(bag.messages(connections=topic_conns, start=first, stop=first + 1))
+            topic.first(deserialize(data, conn.msgtype))
+    return True
+
+
 def _index_bag(path: Path, wanted: Callable[[str], bool]) -> tuple[dict[str, _Topic], dict[str, str], bool]:
     """(the wanted image topics, every topic -> its type, is ROS 1) by one pass over the wanted
     image topics' messages."""
@@ -207,6 +225,8 @@ def _index_bag(path: Path, wanted: Callable[[str], bool]) -> tuple[dict[str, _To
             conns = [c for c in bag.connections if c.msgtype in ros_image.IMAGE_TYPES and wanted(c.topic)]
             topics = {c.topic: _Topic(c.msgtype) for c in conns}
             deserialize = _typestore(not bag.is2)
+            if _index_ros1(bag, conns, topics, deserialize):
+                return topics, everything, True
             for conn, stamp, data in bag.messages(connections=conns) if conns else ():  # () = all topics
                 topic = topics[conn.topic]
                 if topic.kind is None:

@@ -43,7 +43,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from vidistill.data.sources.base import Format, Opened, OpenOptions, VideoSource
+from vidistill.data.sources.handles import OpenFiles
 from vidistill.errors import VideoError
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,6 @@ class _Decoder:
         self._frames: Any = None  # generator of (index, rgb) from the cursor on
         self._pending: tuple[int, Any] | None = None  # decoded, not yet consumed
         self.next = -1  # index of the frame the generator yields next; -1 = not positioned
-        self.pid = os.getpid()
 
     def close(self) -> None:
         self._frames = None
@@ -313,35 +312,7 @@ class _Decoder:
             return frame.to_ndarray(format="rgb24")
 
 
-class _OpenDecoders:
-    """Per-process LRU of open decoders, keyed by file: sources of one file share one decoder."""
-
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self._lru: OrderedDict[str, _Decoder] = OrderedDict()
-
-    def get(self, index: VideoIndex) -> _Decoder:
-        decoder = self._lru.get(index.path)
-        if decoder is not None and decoder.pid != os.getpid():
-            # Inherited through a fork: the parent's container shares its file offset with us.
-            self._lru.clear()
-            decoder = None
-        if decoder is None:
-            decoder = _Decoder(index, _decoder_threads())
-            self._lru[index.path] = decoder
-        self._lru.move_to_end(index.path)
-        while len(self._lru) > self.capacity:
-            _, oldest = self._lru.popitem(last=False)
-            oldest.close()
-        return decoder
-
-    def release(self, path: str) -> None:
-        decoder = self._lru.pop(path, None)
-        if decoder is not None and decoder.pid == os.getpid():
-            decoder.close()
-
-
-_OPEN = _OpenDecoders(MAX_OPEN_DECODERS)
+_OPEN = OpenFiles(MAX_OPEN_DECODERS)  # per process, keyed by file: sources of one file share its decoder
 
 
 def _decoder_threads() -> int:
@@ -377,10 +348,11 @@ class VideoFileSource(VideoSource):
         return {**super().describe(), "codec": self.codec}
 
     def _decode(self, index: int) -> np.ndarray | None:
-        return _OPEN.get(self.index).frame(self.first + index)
+        video = self.index
+        return _OPEN.get(video.path, lambda _: _Decoder(video, _decoder_threads())).frame(self.first + index)
 
     def close(self) -> None:
-        _OPEN.release(self.index.path)
+        _OPEN.close(self.index.path)
 
 
 def _claims(path: Path) -> bool:
