@@ -63,11 +63,11 @@ QUICK_SET = ["data.frame_stride=2", "data.num_frames=2", "data.num_workers=0", "
              "model.head_hidden_dim=64", "model.head_bottleneck_dim=32", "data.global_size=32", "data.local_size=16"]
 
 SETTINGS = HERE / "adapt.yaml"  # CPU sizes over the presets (every trained row)
-GRAM_WEIGHT = 1.0  # placeholder until the Gram option's name is known; see gram_args()
+GRAM_WEIGHT = 2.0  # DINOv3's Gram loss weight, taken as is (not tuned here)
 
 
 def gram_args() -> list[str]:
-    return ["--set", f"objective_gram_weight={GRAM_WEIGHT}"]
+    return ["--gram-weight", str(GRAM_WEIGHT)]
 
 
 # ---- data and base --------------------------------------------------------------------------
