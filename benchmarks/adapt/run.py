@@ -297,7 +297,7 @@ def format_table(table: dict, markdown: bool = False, branch: str = "teacher") -
         cells = [row, *(_cell(e[f"{s}_{k}"], f) for s, k, _, f in COLUMNS)]
         for s in ("B", "A"):
             cells.append("–" if row == "base (as is)" else _cell(e[f"{s}_miou_vs_base"], "{:.1f}", signed=True))
-        cells.append("–" if e["drift"]["mean"] is None else f"{100 * e['drift']['mean']:.1f}%")
+        cells.append("–" if e["drift"]["mean"] is None else f"{100 * e['drift']['mean']:.3f}%")
         cells.append(f"{e['collapsed']}/{len(e['seeds'])}" if ROWS[row]["kind"] == "train" else "–")
         lines.append(cells)
     if markdown:
