@@ -20,7 +20,7 @@ training, cpu-tiny sizes: K=3, Δ=30, 96/48 px views, a generated textured scene
 * ``loader, 2 workers``: batches/s of the real DataLoader from the cache (full mode only);
 * ``log frames <format>``: the same from robot logs (``write_robot_logs``): ROS 1 bags (raw rgb8,
   JPEG CompressedImage), rosbag2 mcap and sqlite3 (raw rgb8), HDF5 robomimic (gzip), ALOHA raw
-  and ALOHA JPEG-padded; ``open_ms_per_frame``: discovery's cost (ROS bags index every message).
+  and ALOHA JPEG-padded; ``open_ms_per_frame``: discovery's cost (ROS 2 bags read every image message).
 
     python benchmarks/bench_data.py            # quick
     python benchmarks/bench_data.py --full
@@ -262,12 +262,17 @@ def write_robot_logs(folder: Path, num_frames: int, size: tuple[int, int]) -> di
 
 def robot_log_rows(folder: Path, size: tuple[int, int], num_clips: int, repeats: int, base: float) -> list[dict]:
     """Per-clip frame loading from each robot log format (one open reader, shuffled clips) against
-    the JPEG floor ``base``, and what opening the log costs (ROS bags index every image message)."""
+    the JPEG floor ``base``, and what discovering the log costs (ROS 2 bags: one pass over every image
+    message; ROS 1: the bag's own index)."""
+    from vidistill.data.sources import discover_sources
+
     rows: list[dict] = []
     for label, path in write_robot_logs(folder, LOG_FRAMES, size).items():
         t0 = time.perf_counter()
-        ds = build_dataset(build_config("cpu-tiny", overrides={"data.num_workers": 0, "data.videos": [str(path)]}))
+        sources = discover_sources([path])
         open_s = time.perf_counter() - t0
+        cfg = build_config("cpu-tiny", overrides={"data.num_workers": 0, "data.videos": [str(path)]})
+        ds = build_dataset(cfg, sources)
         clips = np.random.default_rng(0).permutation(len(ds))[:num_clips].tolist()
         sec = _time_per_clip(ds.frames, clips, repeats)
         rows.append({

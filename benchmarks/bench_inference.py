@@ -29,10 +29,10 @@ import timm
 import torch
 
 from vidistill.contract import EncoderContract
-from vidistill.export.encoder import ExportEncoder, rebuild_fixed_size
 from vidistill.export.onnx_export import export_onnx, quiet_loggers
-from vidistill.export.runtime import CUDA_EP, TRT_EP, import_ort, make_ort_session
 from vidistill.model.backbone import contract_for
+from vidistill.runtime.ort import CUDA_EP, TRT_EP, import_ort, make_ort_session
+from vidistill.runtime.torch_model import TokenEncoder, rebuild_at_size
 
 ARCH, SIZE = "vit_small_patch16_224", 224
 GOALS = {1: 2.0, 32: 1.5}  # ORT CPU vs torch eager CPU
@@ -61,11 +61,10 @@ def _ort_runner(session, contract: EncoderContract) -> Callable[[np.ndarray], ob
     return lambda x: session.run(None, {contract.input_name: x})
 
 
-def _trt_runner(engine: Path) -> Callable[[np.ndarray], object]:
-    from vidistill.export.tensorrt_engine import EngineRunner
+def _trt_runner(engine: Path, contract: EncoderContract) -> Callable[[np.ndarray], object]:
+    from vidistill.runtime.tensorrt import TensorRTEncoder
 
-    runner = EngineRunner(engine)
-    return lambda x: runner(torch.from_numpy(x))
+    return TensorRTEncoder(engine, "cuda", contract=contract).run  # the runner a robot uses
 
 
 def _time_side_by_side(runners: dict[str, Callable], x: np.ndarray, rounds: int, warmup: int = 2) -> dict[str, float]:
@@ -130,11 +129,11 @@ def _int8_cosine(variants: dict[str, Callable], reference: Callable, x: np.ndarr
 def _backends(workdir: Path, threads: int | None, max_batch: int, explore: bool = False) -> dict[str, dict[str, Callable]]:
     """Runner groups, each timed side by side: "cpu" and "cuda", plus one pair per explored variant."""
     teacher, contract = _teacher()
-    encoder, contract = rebuild_fixed_size(teacher, contract)
+    encoder, contract = rebuild_at_size(teacher.state_dict(), contract)
     onnx_path = workdir / "encoder.onnx"
     with quiet_loggers("timm"):
         export_onnx(encoder, contract, onnx_path)
-    eager = ExportEncoder(teacher).eval()  # timm as trained: fused attention on (torch's fastest)
+    eager = TokenEncoder(teacher).eval()  # timm as trained: fused attention on (torch's fastest)
     torch_cpu = _torch_runner(eager, "cpu")
     ort_cpu = _ort_runner(make_ort_session(onnx_path, "cpu", threads=threads), contract)
     groups: dict[str, dict[str, Callable]] = {"cpu": {"torch eager": torch_cpu, "onnxruntime": ort_cpu}}
@@ -150,18 +149,22 @@ def _backends(workdir: Path, threads: int | None, max_batch: int, explore: bool 
     if torch.cuda.is_available():
         import copy
 
+        from vidistill.runtime.backend_torch import TorchEncoder
+
         gpu: dict[str, Callable] = {"torch eager": _torch_runner(copy.deepcopy(eager), "cuda")}
+        gpu["torch bf16 (runtime)"] = TorchEncoder(copy.deepcopy(encoder), contract, "cuda", precision="bf16").run
         if CUDA_EP in have:
             gpu["onnxruntime CUDA EP"] = _ort_runner(make_ort_session(onnx_path, "cuda"), contract)
         if TRT_EP in have:
             gpu["onnxruntime TensorRT EP"] = _ort_runner(
                 make_ort_session(onnx_path, "tensorrt", max_batch=max_batch), contract)
-        from vidistill.export.tensorrt_engine import build_engine, tensorrt_problem
+        from vidistill.export.tensorrt_engine import build_engine
+        from vidistill.runtime.tensorrt import tensorrt_problem
 
         if tensorrt_problem() is None:
             engine = workdir / "encoder.engine"
             build_engine(onnx_path, engine, contract, precision="fp16", max_batch=max_batch)
-            gpu["tensorrt engine fp16"] = _trt_runner(engine)
+            gpu["tensorrt engine fp16"] = _trt_runner(engine, contract)
         groups["cuda"] = gpu
     return groups
 

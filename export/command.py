@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from vidistill.contract import RESIZE_MODES
+
 from .defaults import DEFAULT_MAX_BATCH, DEFAULT_OPSET, EXPORTERS, ORT_ATOL, PRECISIONS
 
 log = logging.getLogger(__name__)
@@ -29,8 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--precision", choices=PRECISIONS, default="fp16", help="TensorRT engine precision (default: fp16)")
     parser.add_argument(
-        "--image-size", type=int, metavar="S",
-        help="export at S x S pixels (default: the training size; the position embedding is resampled once)",
+        "--image-size", metavar="S|HxW",
+        help="export at S x S or H x W pixels, e.g. 224x288 for a 4:3 camera at patch 16 (default: the "
+             "training size; the position embedding is resampled once, fixed in the graph)",
+    )
+    parser.add_argument(
+        "--resize", choices=RESIZE_MODES, default=None,
+        help="how a frame of another shape becomes the input, recorded in the contract and applied by "
+             "every backend: crop (default; centred, aspect kept), letterbox, stretch",
     )
     parser.add_argument(
         "--max-batch", type=int, default=DEFAULT_MAX_BATCH, metavar="N",
@@ -62,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             trt=args.trt,
             precision=args.precision,
             image_size=args.image_size,
+            resize=args.resize,
             max_batch=args.max_batch,
             opset=args.opset,
             exporter=args.exporter,
@@ -74,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
     if "onnxruntime" in parity:
         diffs = parity["onnxruntime"]["max_abs_diff"]
         lines.append("  ONNX Runtime vs PyTorch, max |diff|: " + ", ".join(f"batch {k}: {v:.2g}" for k, v in diffs.items()))
+    if "torch" in parity:
+        diffs = parity["torch"]["max_abs_diff"]
+        lines.append("  torch backend vs PyTorch, max |diff|: " + ", ".join(f"batch {k}: {v:.2g}" for k, v in diffs.items()))
     if "tensorrt" in parity:
         lines.append(f"  TensorRT vs PyTorch, patch-token cosine: {parity['tensorrt']['cosine_patch_tokens']:.5f}")
     log.info("exported to %s:\n%s", result.output, "\n".join(lines))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vidistill.errors import VidistillError
+from vidistill.runtime.errors import MissingBackendError  # noqa: F401  (TensorRT/CUDA unusable here)
 
 
 class ExportError(VidistillError):
@@ -17,7 +18,3 @@ class ParityError(ExportError):
 
 class GraphCheckError(ExportError):
     """The ONNX graph has ops or patterns that TensorRT's parser (or a clean export) rejects."""
-
-
-class BackendUnavailable(VidistillError):
-    """A runtime (TensorRT, CUDA, an ONNX Runtime provider) is not installed or not usable here."""

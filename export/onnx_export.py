@@ -99,7 +99,7 @@ def trace_to_onnx(
         raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
     if opset < MIN_OPSET:
         raise ExportError(f"--opset {opset}: use {MIN_OPSET} or newer (LayerNormalization as one op)")
-    example = torch.randn(TRACE_BATCH, 3, contract.image_size, contract.image_size)
+    example = torch.randn(TRACE_BATCH, 3, *contract.image_size)
     failures = []
     for name in ("dynamo", "legacy") if exporter == "auto" else (exporter,):
         chatter = io.StringIO()
@@ -156,7 +156,7 @@ def _set_dims(value: onnx.ValueInfoProto, dims: tuple) -> None:
 
 def _declare_io(model: onnx.ModelProto, contract: EncoderContract) -> None:
     """One batch name on every I/O; every other dim fixed and written out (TensorRT reads them)."""
-    s, d, p = contract.image_size, contract.embed_dim, contract.num_patches
+    (h, w), d, p = contract.image_size, contract.embed_dim, contract.num_patches
     graph = model.graph
     inputs = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
     if [i.name for i in inputs] != [contract.input_name]:
@@ -164,22 +164,24 @@ def _declare_io(model: onnx.ModelProto, contract: EncoderContract) -> None:
     cls_name, tokens_name = contract.output_names[:2]
     if [o.name for o in graph.output] != [cls_name, tokens_name]:
         raise ExportError(f"exported graph outputs are {[o.name for o in graph.output]}, expected {[cls_name, tokens_name]}")
-    _set_dims(inputs[0], (BATCH_DIM, 3, s, s))
+    _set_dims(inputs[0], (BATCH_DIM, 3, h, w))
     _set_dims(graph.output[0], (BATCH_DIM, d))
     _set_dims(graph.output[1], (BATCH_DIM, p, d))
 
 
 def metadata_for(contract: EncoderContract, exporter: str) -> dict[str, str]:
     """``metadata_props``: the contract as JSON (machine) plus readable preprocessing keys."""
-    s, g = contract.image_size, contract.grid_size
+    (h, w), g = contract.image_size, contract.grid_size
     return {
         METADATA_KEY: contract.to_json(),
         "vidistill.model_name": contract.model_name,
-        "vidistill.image_size": str(s),
+        "vidistill.image_size": f"{h}x{w}",
+        "vidistill.resize": f"{contract.resize} {contract.interpolation}",
         "vidistill.mean": ",".join(f"{m:g}" for m in contract.mean),
         "vidistill.std": ",".join(f"{v:g}" for v in contract.std),
         "vidistill.input": (
-            f"{contract.input_name}: float32 (batch, 3, {s}, {s}) {contract.channel_order} {contract.layout}, "
+            f"{contract.input_name}: float32 (batch, 3, {h}, {w}) {contract.channel_order} {contract.layout}, "
+            f"frames brought to {h}x{w} by {contract.resize} (antialiased {contract.interpolation}), "
             "pixel values scaled to [0, 1] then (x - mean) / std"
         ),
         "vidistill.outputs": (
@@ -196,7 +198,7 @@ def finalize(path: Path, contract: EncoderContract, exporter: str) -> onnx.Model
     _declare_io(model, contract)
     _strip_unused_opsets(model)
     model.graph.name = "vidistill_encoder"
-    model.doc_string = f"vidistill encoder {contract.model_name} at {contract.image_size} px"
+    model.doc_string = f"vidistill encoder {contract.model_name} at {contract.height}x{contract.width} px"
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, metadata_for(contract, exporter))
     try:

@@ -1,23 +1,34 @@
 """The whole export: checkpoint → teacher → verified artefacts + manifest in one folder.
 
-Order: safetensors + config.json (reloaded through timm and compared) → ONNX (static graph
-check, ONNX Runtime parity at batch 1, 3, 8) → publish these with the manifest → TensorRT
-engine (built from the published ONNX, verified on the GPU, then published and added to the
-manifest). Every artefact is written in a staging folder inside the output folder and moved
+Order: safetensors + config.json (reloaded through plain timm, and served by the runtime's torch
+backend, each compared) → ONNX (static graph check, the runtime's ONNX Runtime backend compared
+at batch 1, 3, 8) → publish these with the manifest → TensorRT engine (built from the published
+ONNX, run by the runtime's TensorRT backend on the GPU, then published and added to the
+manifest). Every parity number is measured through :mod:`vidistill.runtime`, the code a robot
+runs. Every artefact is written in a staging folder inside the output folder and moved
 into place only once verified, so a failed check deletes or overwrites nothing. When TensorRT
 is asked for but unusable, the other artefacts are still published, then the error says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidistill.checkpoint import load_teacher_backbone
-from vidistill.contract import EncoderContract
+from vidistill.contract import CONTRACT_VERSION, RESIZE_MODES, EncoderContract, as_hw
 from vidistill.errors import VidistillError
+from vidistill.runtime.backend_onnx import OnnxEncoder
+from vidistill.runtime.backend_torch import TorchEncoder
+from vidistill.runtime.checkpoints import backbone_state
+from vidistill.runtime.torch_model import (
+    TokenEncoder,
+    build_timm_encoder,
+    disable_fused_attention,
+    rebuild_at_size,
+)
 
 from .defaults import (
     CONFIG_NAME,
@@ -33,13 +44,11 @@ from .defaults import (
     SAFETENSORS_NAME,
     TRT_MIN_COSINE,
 )
-from .encoder import ExportEncoder, rebuild_fixed_size
-from .errors import BackendUnavailable, ExportError, ParityError
+from .errors import ExportError, MissingBackendError, ParityError
 from .graph_check import TRT_OPSET_RANGE, assert_graph_ok, default_opset, op_counts
 from .manifest import build_manifest, describe_file, write_manifest
 from .onnx_export import export_onnx, quiet_loggers
-from .parity import check_ort_parity, max_abs_diff, random_pixels, torch_outputs
-from .runtime import make_ort_session
+from .parity import check_cosine, check_parity, max_abs_diff, random_pixels, torch_outputs
 from .staging import Staging
 from .timm_artifact import load_timm_encoder, write_timm_artifacts
 
@@ -53,7 +62,8 @@ class ExportOptions:
     onnx: bool = True
     trt: bool = False  # implies the ONNX file (the engine is built from it)
     precision: str = "fp16"  # TensorRT engine precision
-    image_size: int | None = None  # None: the training size
+    image_size: int | tuple[int, int] | str | None = None  # S, (H, W) or "HxW"; None: the training size
+    resize: str | None = None  # crop | letterbox | stretch recorded in the contract; None: crop
     max_batch: int = DEFAULT_MAX_BATCH  # TensorRT profile max
     opset: int = DEFAULT_OPSET
     exporter: str = "auto"  # auto | dynamo | legacy
@@ -71,6 +81,13 @@ class ExportResult:
 
 
 def _validate(opts: ExportOptions) -> None:
+    if opts.resize is not None and opts.resize not in RESIZE_MODES:
+        raise VidistillError(f"--resize must be one of {', '.join(RESIZE_MODES)}, got {opts.resize!r}")
+    if opts.image_size is not None:
+        try:
+            as_hw(opts.image_size)
+        except ValueError as e:
+            raise VidistillError(f"--image-size: {e}") from None
     if opts.precision not in PRECISIONS:
         raise VidistillError(f"--precision must be one of {', '.join(PRECISIONS)}, got {opts.precision!r}")
     if opts.max_batch < 1:
@@ -83,10 +100,10 @@ def _validate(opts: ExportOptions) -> None:
         )
 
 
-def _check_timm_reload(folder: Path, reference: ExportEncoder, contract: EncoderContract, atol: float) -> float:
+def _check_timm_reload(folder: Path, reference: TokenEncoder, contract: EncoderContract, atol: float) -> float:
     """The staged safetensors through timm alone must compute what the teacher computes."""
     with quiet_loggers("timm"):
-        reloaded = ExportEncoder(load_timm_encoder(folder)).eval()
+        reloaded = TokenEncoder(load_timm_encoder(folder)).eval()
     pixels = random_pixels(2, contract)
     diff = max_abs_diff(torch_outputs(reloaded, pixels), torch_outputs(reference, pixels))
     if not diff <= atol:
@@ -95,10 +112,10 @@ def _check_timm_reload(folder: Path, reference: ExportEncoder, contract: Encoder
 
 
 def _onnx_io(contract: EncoderContract) -> dict[str, Any]:
-    s, d, p = contract.image_size, contract.embed_dim, contract.num_patches
+    (h, w), d, p = contract.image_size, contract.embed_dim, contract.num_patches
     cls_name, tokens_name = contract.output_names[:2]
     return {
-        "input": {"name": contract.input_name, "shape": ["batch", 3, s, s], "dtype": "float32"},
+        "input": {"name": contract.input_name, "shape": ["batch", 3, h, w], "dtype": "float32"},
         "outputs": {cls_name: ["batch", d], tokens_name: ["batch", p, d]},
     }
 
@@ -110,21 +127,31 @@ def _stale_files(output: Path, written: set[str]) -> None:
                         output / name, MANIFEST_NAME)
 
 
+def _reference(state: dict, contract: EncoderContract) -> TokenEncoder:
+    """The teacher as training ran it: dynamic-size timm model, fused attention, fp32 on CPU."""
+    backbone = build_timm_encoder(contract, dynamic=True)
+    backbone.load_state_dict(state, strict=True)
+    return TokenEncoder(backbone.eval().requires_grad_(False)).eval()
+
+
 def export_checkpoint(opts: ExportOptions) -> ExportResult:
     _validate(opts)
-    teacher, contract, ckpt = load_teacher_backbone(opts.source)
+    state, contract, ckpt = backbone_state(opts.source)
     output = Path(opts.output) if opts.output else ckpt.parent / "export"
     want_onnx = opts.onnx or opts.trt
     trt_problem = None
     if opts.trt:
-        from .tensorrt_engine import tensorrt_problem
+        from vidistill.runtime.tensorrt import tensorrt_problem
 
         trt_problem = tensorrt_problem()
         if trt_problem:
             log.warning("--trt: %s; writing the other artefacts first", trt_problem)
     log.info("exporting the teacher of %s (%s) to %s", ckpt, contract.model_name, output)
-    reference = ExportEncoder(teacher).eval()
-    encoder, contract = rebuild_fixed_size(teacher, contract, opts.image_size)
+    encoder, export_contract = rebuild_at_size(state, contract, as_hw(opts.image_size) if opts.image_size else None, ckpt)
+    reference = _reference(state, contract)  # after the rebuild, which names a weights mismatch clearly
+    contract = export_contract
+    contract = dataclasses.replace(contract, resize=opts.resize or "crop", version=CONTRACT_VERSION)
+    disable_fused_attention(encoder)
     artifacts: dict[str, dict[str, Any]] = {}
     parity: dict[str, Any] = {}
 
@@ -133,6 +160,10 @@ def export_checkpoint(opts: ExportOptions) -> ExportResult:
         diff = _check_timm_reload(stage.path, reference, contract, opts.atol)
         parity["timm_reload"] = {"batch": 2, "max_abs_diff": diff}
         log.info("%s + %s: timm reload matches the teacher (max |diff| %.2g)", SAFETENSORS_NAME, CONFIG_NAME, diff)
+        served = TorchEncoder.from_path(stage.path, "cpu", precision="fp32")
+        diffs = check_parity(reference, served, SAFETENSORS_NAME, opts.parity_batches, opts.atol)
+        parity["torch"] = {"device": "cpu", "precision": "fp32", "atol": opts.atol, "max_abs_diff": diffs}
+        del served
         for name in names:
             artifacts[name] = describe_file(stage.file(name))
 
@@ -140,10 +171,8 @@ def export_checkpoint(opts: ExportOptions) -> ExportResult:
             onnx_path = stage.file(ONNX_NAME)
             model, exporter = export_onnx(encoder, contract, onnx_path, opts.opset, opts.exporter)
             assert_graph_ok(model)
-            session = make_ort_session(onnx_path, "cpu")
-            out_names = list(contract.output_names[:2])
-            run = lambda x: tuple(session.run(out_names, {contract.input_name: x}))  # noqa: E731
-            diffs = check_ort_parity(reference, run, contract, opts.parity_batches, opts.atol)
+            served = OnnxEncoder(onnx_path, "cpu")
+            diffs = check_parity(reference, served, ONNX_NAME, opts.parity_batches, opts.atol)
             log.info("%s: ONNX Runtime matches the teacher, max |diff| per batch %s", ONNX_NAME,
                      {k: f"{v:.2g}" for k, v in diffs.items()})
             parity["onnxruntime"] = {"provider": "CPUExecutionProvider", "atol": opts.atol, "max_abs_diff": diffs}
@@ -151,7 +180,7 @@ def export_checkpoint(opts: ExportOptions) -> ExportResult:
                 onnx_path, opset=default_opset(model), exporter=exporter, **_onnx_io(contract), ops=op_counts(model)
             )
             names.append(ONNX_NAME)
-            del session
+            served.close()
 
         manifest = build_manifest(contract, ckpt, artifacts, parity)
         write_manifest(stage.path, manifest)
@@ -161,9 +190,9 @@ def export_checkpoint(opts: ExportOptions) -> ExportResult:
             written = ", ".join(names + [MANIFEST_NAME])
             try:
                 if trt_problem:
-                    from .tensorrt_engine import INSTALL_HINT
+                    from vidistill.runtime.tensorrt import INSTALL_TRT
 
-                    raise BackendUnavailable(f"--trt: {trt_problem}: {INSTALL_HINT}")
+                    raise MissingBackendError(f"--trt: {trt_problem}: {INSTALL_TRT}")
                 files.append(_export_engine(opts, output, stage, reference, contract, manifest))
                 names.append(ENGINE_NAME)
             except VidistillError as e:
@@ -181,10 +210,12 @@ def export_checkpoint(opts: ExportOptions) -> ExportResult:
 
 
 def _export_engine(
-    opts: ExportOptions, output: Path, stage: Staging, reference: ExportEncoder,
+    opts: ExportOptions, output: Path, stage: Staging, reference: TokenEncoder,
     contract: EncoderContract, manifest: dict[str, Any],
 ) -> Path:
-    from .tensorrt_engine import build_engine, verify_engine
+    from vidistill.runtime.tensorrt import TensorRTEncoder
+
+    from .tensorrt_engine import build_engine
 
     engine_path = stage.file(ENGINE_NAME)
     info = build_engine(
@@ -192,7 +223,11 @@ def _export_engine(
         timing_cache=Path(opts.timing_cache) if opts.timing_cache else None,
     )
     batches = sorted({1, min(3, opts.max_batch), opts.max_batch})
-    cosine = verify_engine(reference, engine_path, contract, batches, opts.min_cosine)
+    served = TensorRTEncoder(engine_path, "cuda", contract=contract)
+    try:
+        cosine = check_cosine(reference, served, ENGINE_NAME, batches, opts.min_cosine)
+    finally:
+        served.close()
     log.info("%s: %s engine matches the teacher, patch-token cosine %.5f", ENGINE_NAME, opts.precision,
              cosine["cosine_patch_tokens"])
     manifest["artifacts"][ENGINE_NAME] = describe_file(engine_path, **info)

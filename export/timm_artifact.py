@@ -1,9 +1,11 @@
 """``encoder.safetensors`` + ``config.json``: a timm drop-in that needs no vidistill import.
 
 ``config.json`` uses timm's own Hugging Face layout (``architecture``, ``num_classes``,
-``model_args``, ``pretrained_cfg``), so both of these load the weights with timm alone::
+``model_args`` -- the contract's model_args (register tokens, widths, ...) plus ``img_size`` --,
+``pretrained_cfg``), so both of these load the weights with timm alone, exactly like the original
+model name plus our weights::
 
-    timm.create_model(name, pretrained=True, num_classes=0, img_size=S,
+    timm.create_model(name, pretrained=True, num_classes=0, **cfg["model_args"],
                       pretrained_cfg_overlay=dict(file="DIR/encoder.safetensors", custom_load=False))
     timm.create_model("local-dir:DIR", pretrained=True)   # reads config.json too
 
@@ -23,26 +25,26 @@ from safetensors.torch import save_file
 from torch import nn
 
 from vidistill.contract import EncoderContract
+from vidistill.runtime.torch_model import timm_kwargs
 
 from .defaults import CONFIG_NAME, CONTRACT_KEY, SAFETENSORS_NAME
 
-# Training views are resized with bicubic interpolation; an image is squashed to S x S (aspect
-# not kept, nothing cropped), which is timm's crop_mode "squash" with crop_pct 1.0.
-INTERPOLATION = "bicubic"
+# The contract's resize rule in timm's words (crop_pct 1.0: the whole crop is the input).
+TIMM_CROP_MODE = {"crop": "center", "stretch": "squash", "letterbox": "border"}
 
 
 def timm_config(backbone: nn.Module, contract: EncoderContract) -> dict:
     """timm's hub config for the fixed-size backbone, plus the contract under ``"vidistill"``."""
-    size = contract.image_size
+    h, w = contract.image_size
     pretrained_cfg = {
         "architecture": contract.model_name,
         "tag": "vidistill",
         "custom_load": False,
-        "input_size": [3, size, size],
+        "input_size": [3, h, w],
         "fixed_input_size": True,
-        "interpolation": INTERPOLATION,
+        "interpolation": contract.interpolation,
         "crop_pct": 1.0,
-        "crop_mode": "squash",
+        "crop_mode": TIMM_CROP_MODE[contract.resize],
         "mean": list(contract.mean),
         "std": list(contract.std),
         "num_classes": 0,
@@ -55,7 +57,7 @@ def timm_config(backbone: nn.Module, contract: EncoderContract) -> dict:
         "num_classes": 0,
         "num_features": int(backbone.num_features),
         "global_pool": str(getattr(backbone, "global_pool", "token")),
-        "model_args": {"img_size": size},
+        "model_args": {**timm_kwargs(contract), "img_size": [h, w]},
         "pretrained_cfg": pretrained_cfg,
         CONTRACT_KEY: contract.to_dict(),
     }

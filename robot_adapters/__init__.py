@@ -1,9 +1,10 @@
-"""Serve a trained encoder to robot code: one ``Encoder`` over torch / ONNX Runtime / TensorRT,
-gymnasium (single and vector) wrappers, Stable-Baselines3 glue and a VLA vision tower.
+"""Serve a trained encoder to robot code: gymnasium (single and vector) wrappers,
+Stable-Baselines3 glue and a VLA vision tower, on top of :mod:`vidistill.runtime` (which loads
+and runs the artefacts; ``load_encoder``, ``Encoder``, ``Features`` are re-exported from it).
 
 Everything is imported lazily: ``import vidistill.robot_adapters`` costs nothing, and torch is
 only imported by what needs it (the torch backend, ``VisionTower``, the SB3 module), so a robot
-running an ONNX or TensorRT artefact does not need torch.
+running an ONNX or TensorRT artefact does not need torch. Nothing here imports training code.
 
     from vidistill.robot_adapters import load_encoder, FeatureObservationWrapper
     encoder = load_encoder("runs/my_run/export")          # TensorRT > ORT CUDA > ORT CPU > torch
@@ -16,14 +17,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+_RUNTIME = "vidistill.runtime"
 _EXPORTS = {
-    "load_encoder": "loader",
-    "choose_backend": "loader",
-    "Encoder": "encoder",
-    "Features": "features",
-    "tokens_to_grid": "features",
-    "grid_to_tokens": "features",
-    "MissingBackendError": "errors",
+    "load_encoder": f"{_RUNTIME}.loader",
+    "choose_backend": f"{_RUNTIME}.loader",
+    "Encoder": f"{_RUNTIME}.encoder",
+    "Features": f"{_RUNTIME}.features",
+    "tokens_to_grid": f"{_RUNTIME}.features",
+    "grid_to_tokens": f"{_RUNTIME}.features",
+    "MissingBackendError": f"{_RUNTIME}.errors",
     "FeatureObservationWrapper": "gym_wrapper",
     "VectorFeatureObservationWrapper": "vector_wrapper",
     "SB3FeatureVecEnvWrapper": "sb3",
@@ -38,7 +40,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    full = module if module.startswith(_RUNTIME) else f"{__name__}.{module}"
+    value = getattr(importlib.import_module(full), name)
     globals()[name] = value
     return value
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,14 +10,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .encoder import Encoder
-from .pixel_source import (
-    RENDER,
-    PixelSource,
-    feature_space,
-    find_pixel_source,
-    wrapped_space,
-)
+from vidistill.runtime.encoder import Encoder
+
+from .pixel_source import RENDER, PixelSource, encode_groups, feature_space, find_pixel_source, wrapped_space
 
 
 def resolve_encoder(encoder: Encoder | str | Path) -> Encoder:
@@ -24,7 +20,7 @@ def resolve_encoder(encoder: Encoder | str | Path) -> Encoder:
     if isinstance(encoder, Encoder) or all(hasattr(encoder, a) for a in ("encode", "embed_dim", "grid_size")):
         return encoder  # an Encoder, or a duck-typed one (a cache, a spy, a remote client)
     if isinstance(encoder, (str, Path)):
-        from .loader import load_encoder
+        from vidistill.runtime.loader import load_encoder
 
         return load_encoder(encoder)
     raise TypeError(f"encoder must be an Encoder or a path to an artefact, got {type(encoder).__name__}")
@@ -40,22 +36,24 @@ def render_pixel_space(env: Any) -> spaces.Box:
 
 
 class FeatureObservationWrapper(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
-    """Replace image observations by frozen-encoder features (one ``encode`` per step).
+    """Replace image observations by frozen-encoder features (one ``encode`` call per step).
 
     Args:
         env: the environment. Pixels come from a Box image observation, ``pixel_key`` of a Dict
-            observation (the single uint8 image entry when None), or ``env.render()`` when the
-            observation has no image (needs ``render_mode="rgb_array"``).
+            observation (every uint8 image entry when None: several cameras are encoded
+            together), or ``env.render()`` when the observation has no image (needs
+            ``render_mode="rgb_array"``).
         encoder: an :class:`Encoder` or a path given to :func:`load_encoder`. Share one encoder
             between envs; better, vectorise and use :class:`VectorFeatureObservationWrapper`.
         output: "grid" (D, h, w), "tokens" (P, D), "cls" (D,) or "pooled" (D,), float32.
-        pixel_key: the Dict entry holding the RGB image.
-        keep_pixels: also return the image (the observation becomes a Dict).
-        features_key: the features' key in Dict observations.
+        pixel_key: the Dict entry holding the RGB image, or a list of entries (cameras).
+        keep_pixels: also return the image(s) (the observation becomes a Dict).
+        features_key: the features' key in Dict observations (one camera).
 
-    A Dict observation stays a Dict: ``features`` replaces the image, other entries (e.g.
-    proprioception) pass through. Features are deterministic, so seeded resets reproduce them
-    and ``gymnasium.utils.env_checker.check_env`` passes on the wrapped env.
+    A Dict observation stays a Dict: the features replace the image(s) (one camera: under
+    ``features_key``; several: each under its camera's key), other entries (e.g. proprioception)
+    pass through. Features are deterministic, so seeded resets reproduce them and
+    ``gymnasium.utils.env_checker.check_env`` passes on the wrapped env.
     """
 
     def __init__(
@@ -63,7 +61,7 @@ class FeatureObservationWrapper(gym.ObservationWrapper, gym.utils.RecordConstruc
         env: gym.Env,
         encoder: Encoder | str | Path,
         output: str = "grid",
-        pixel_key: str | None = None,
+        pixel_key: str | Sequence[str] | None = None,
         keep_pixels: bool = False,
         features_key: str = "features",
     ) -> None:
@@ -80,11 +78,11 @@ class FeatureObservationWrapper(gym.ObservationWrapper, gym.utils.RecordConstruc
         pixel_space = None
         if keep_pixels and self.source.kind == RENDER:
             pixel_space = render_pixel_space(env)
-        elif keep_pixels and self.source.key is None:
+        elif keep_pixels and not self.source.keys:
             pixel_space = env.observation_space
         self.observation_space = wrapped_space(self.source, features, pixel_space)
 
     def observation(self, observation: Any) -> Any:
-        pixels = self.source.pixels(observation, self.env.render)
-        features = self.encoder.encode(pixels).select(self.output)[0]
-        return self.source.assemble(observation, features, pixels)
+        images = self.source.images(observation, self.env.render)
+        features = encode_groups(self.encoder, [np.asarray(im)[None] for im in images], self.output)
+        return self.source.assemble(observation, [f[0] for f in features], images)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +24,10 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from torch import nn
 
-from .encoder import Encoder
+from vidistill.runtime.encoder import Encoder
+
 from .gym_wrapper import resolve_encoder
-from .pixel_source import (
-    DICT,
-    RENDER,
-    PixelSource,
-    feature_space,
-    find_pixel_source,
-    wrapped_space,
-)
+from .pixel_source import RENDER, PixelSource, encode_groups, feature_space, find_pixel_source, wrapped_space
 
 
 class SB3FeatureVecEnvWrapper(VecEnvWrapper):
@@ -47,7 +42,7 @@ class SB3FeatureVecEnvWrapper(VecEnvWrapper):
         venv: VecEnv,
         encoder: Encoder | str | Path,
         output: str = "grid",
-        pixel_key: str | None = None,
+        pixel_key: str | Sequence[str] | None = None,
         keep_pixels: bool = False,
         features_key: str = "features",
     ) -> None:
@@ -63,31 +58,26 @@ class SB3FeatureVecEnvWrapper(VecEnvWrapper):
                 "so the images are in the observations"
             )
         features = feature_space(output, self.encoder.embed_dim, self.encoder.grid_size)
-        pixel_space = venv.observation_space if keep_pixels and self.source.key is None else None
+        pixel_space = venv.observation_space if keep_pixels and not self.source.keys else None
         super().__init__(venv, observation_space=wrapped_space(self.source, features, pixel_space))
-
-    def _pixels(self, obs: Any) -> np.ndarray:
-        return obs[self.source.key] if self.source.kind == DICT else obs
 
     def reset(self) -> Any:
         obs = self.venv.reset()
-        pixels = self._pixels(obs)
-        return self.source.assemble(obs, self.encoder.encode(pixels).select(self.output), pixels)
+        images = self.source.images(obs)
+        return self.source.assemble(obs, encode_groups(self.encoder, images, self.output), images)
 
     def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, list[dict]]:
         obs, rewards, dones, infos = self.venv.step_wait()
-        pixels = self._pixels(obs)
+        images = self.source.images(obs)
         done_idx = [i for i, info in enumerate(infos) if "terminal_observation" in info]
-        batch = pixels
-        if done_idx:
-            terminal = np.stack([self._pixels(infos[i]["terminal_observation"]) for i in done_idx])
-            batch = np.concatenate([pixels, terminal])
-        features = self.encoder.encode(batch).select(self.output)
-        n = len(pixels)
+        terminal = [self.source.images(infos[i]["terminal_observation"]) for i in done_idx]
+        groups = list(images) + [np.stack([t[c] for t in terminal]) for c in range(len(images))] if terminal else images
+        features = encode_groups(self.encoder, groups, self.output)  # current + terminal: ONE call
+        cameras = len(images)
         for j, i in enumerate(done_idx):
-            terminal_obs = infos[i]["terminal_observation"]
-            infos[i]["terminal_observation"] = self.source.assemble(terminal_obs, features[n + j], batch[n + j])
-        return self.source.assemble(obs, features[:n], pixels), rewards, dones, infos
+            feats = [features[cameras + c][j] for c in range(cameras)]
+            infos[i]["terminal_observation"] = self.source.assemble(infos[i]["terminal_observation"], feats, terminal[j])
+        return self.source.assemble(obs, features[:cameras], images), rewards, dones, infos
 
 
 class GridFeaturesExtractor(BaseFeaturesExtractor):

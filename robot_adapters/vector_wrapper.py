@@ -1,8 +1,9 @@
-"""``VectorFeatureObservationWrapper``: encode every sub-env's image in ONE batched call.
+"""``VectorFeatureObservationWrapper``: encode every sub-env's image(s) in ONE batched call.
 
 gymnasium's ``VectorizeTransformObservation`` would call the encoder once per sub-env; this
 subclasses ``VectorObservationWrapper`` directly and sets both ``single_observation_space`` and
-``observation_space`` (gymnasium #1287).
+``observation_space`` (gymnasium #1287). Several cameras of a Dict observation go into the same
+call (num_envs x cameras images).
 
 Autoreset: with ``NEXT_STEP`` (the gymnasium 1.x default) and ``DISABLED`` the observation of
 every step is a real observation of its sub-env (the reset observation arrives the step after
@@ -13,6 +14,7 @@ bootstrapping code reads features there as well.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +22,10 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorObservationWrapper, VectorWrapper
 from gymnasium.vector.utils import batch_space
 
-from .encoder import Encoder
+from vidistill.runtime.encoder import Encoder
+
 from .gym_wrapper import resolve_encoder
-from .pixel_source import (
-    DICT,
-    RENDER,
-    PixelSource,
-    feature_space,
-    find_pixel_source,
-    wrapped_space,
-)
+from .pixel_source import RENDER, PixelSource, encode_groups, feature_space, find_pixel_source, wrapped_space
 
 
 def _autoreset_mode(env: VectorEnv) -> AutoresetMode | None:
@@ -40,10 +36,10 @@ def _autoreset_mode(env: VectorEnv) -> AutoresetMode | None:
 class VectorFeatureObservationWrapper(VectorObservationWrapper):
     """The vector counterpart of :class:`FeatureObservationWrapper` (same arguments).
 
-    Each ``reset``/``step`` makes one ``encoder.encode`` call on the (num_envs, H, W, 3) batch.
-    Pixels come from the observation (Box image or a Dict entry) or, for render-only envs made
-    with ``render_mode="rgb_array"``, from the vector env's ``render()`` (not with SAME_STEP
-    autoreset, where the terminal frame is gone by the time ``step`` returns).
+    Each ``reset``/``step`` makes one ``encoder.encode`` call on the (num_envs x cameras, H, W, 3)
+    batch. Pixels come from the observation (Box image or Dict entries) or, for render-only envs
+    made with ``render_mode="rgb_array"``, from the vector env's ``render()`` (not with
+    SAME_STEP autoreset, where the terminal frame is gone by the time ``step`` returns).
     """
 
     def __init__(
@@ -51,7 +47,7 @@ class VectorFeatureObservationWrapper(VectorObservationWrapper):
         env: VectorEnv,
         encoder: Encoder | str | Path,
         output: str = "grid",
-        pixel_key: str | None = None,
+        pixel_key: str | Sequence[str] | None = None,
         keep_pixels: bool = False,
         features_key: str = "features",
     ) -> None:
@@ -74,7 +70,7 @@ class VectorFeatureObservationWrapper(VectorObservationWrapper):
         pixel_space = None
         if keep_pixels and self.source.kind == RENDER:
             pixel_space = self._render_pixel_space()
-        elif keep_pixels and self.source.key is None:
+        elif keep_pixels and not self.source.keys:
             pixel_space = env.single_observation_space
         self.single_observation_space = wrapped_space(self.source, features, pixel_space)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
@@ -94,9 +90,8 @@ class VectorFeatureObservationWrapper(VectorObservationWrapper):
         return np.stack(frames)
 
     def observations(self, observations: Any) -> Any:
-        pixels = self._render_batch() if self.source.kind == RENDER else self.source.pixels(observations)
-        features = self.encoder.encode(pixels).select(self.output)
-        return self.source.assemble(observations, features, pixels)
+        images = [self._render_batch()] if self.source.kind == RENDER else self.source.images(observations)
+        return self.source.assemble(observations, encode_groups(self.encoder, images, self.output), images)
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
         observations, rewards, terminations, truncations, infos = self.env.step(actions)
@@ -111,8 +106,10 @@ class VectorFeatureObservationWrapper(VectorObservationWrapper):
         out = np.array(final_obs, dtype=object, copy=True)
         if not idx:
             return out
-        pixels = np.stack([final_obs[i][self.source.key] if self.source.kind == DICT else final_obs[i] for i in idx])
-        features = self.encoder.encode(pixels).select(self.output)
+        per_env = [self.source.images(final_obs[i]) for i in idx]
+        cameras = len(per_env[0])
+        groups = [np.stack([images[c] for images in per_env]) for c in range(cameras)]
+        features = encode_groups(self.encoder, groups, self.output)
         for j, i in enumerate(idx):
-            out[i] = self.source.assemble(final_obs[i], features[j], pixels[j])
+            out[i] = self.source.assemble(final_obs[i], [f[j] for f in features], per_env[j])
         return out

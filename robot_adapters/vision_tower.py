@@ -16,9 +16,8 @@ import torch
 from torch import nn
 
 from vidistill.contract import EncoderContract
-
-from .preprocess import as_image_batch, preprocess_numpy
-from .torch_loading import load_backbone, split_tokens
+from vidistill.runtime.preprocess import as_image_batch, preprocess_numpy
+from vidistill.runtime.torch_model import TokenEncoder, load_token_encoder
 
 PROJECTORS = ("linear", "mlp")
 
@@ -26,8 +25,8 @@ PROJECTORS = ("linear", "mlp")
 class ImageTransform:
     """PIL image or uint8 HWC numpy (or a list/batch of them) -> normalised float tensor per the contract.
 
-    One image gives (3, S, S); a batch or list gives (N, 3, S, S). Same resize and normalisation
-    as the encoder backends (cv2 INTER_AREA/LINEAR, contract mean/std).
+    One image gives (3, H, W); a batch or list gives (N, 3, H, W). Same resize rule and
+    normalisation as the encoder backends (all from the contract).
     """
 
     def __init__(self, contract: EncoderContract) -> None:
@@ -42,7 +41,7 @@ class ImageTransform:
 
     def __repr__(self) -> str:
         c = self.contract
-        return f"ImageTransform(size={c.image_size}, mean={c.mean}, std={c.std})"
+        return f"ImageTransform(size={c.image_size}, resize={c.resize!r}, mean={c.mean}, std={c.std})"
 
 
 def make_projector(embed_dim: int, proj_dim: int, kind: str) -> nn.Module:
@@ -55,10 +54,11 @@ def make_projector(embed_dim: int, proj_dim: int, kind: str) -> nn.Module:
 
 
 class VisionTower(nn.Module):
-    """Patch tokens for a policy: ``forward((B, 3, S, S) normalised) -> (B, P, D')``.
+    """Patch tokens for a policy: ``forward((B, 3, H, W) normalised) -> (B, P, D')``.
 
     Args:
-        backbone: a timm ViT whose ``forward_features`` returns (B, prefix + P, D).
+        backbone: a timm ViT whose ``forward_features`` returns (B, prefix + P, D), or the
+            runtime's :class:`TokenEncoder` around one.
         contract: its input contract (image size, mean/std): use :meth:`from_pretrained`.
         include_cls: prepend the [CLS] token: (B, 1 + P, D').
         trainable: fine-tune the backbone (default frozen: eval mode, no grad, run under no_grad).
@@ -76,21 +76,20 @@ class VisionTower(nn.Module):
         projector: str = "mlp",
     ) -> None:
         super().__init__()
-        self.backbone = backbone
+        self.encoder = backbone if isinstance(backbone, TokenEncoder) else TokenEncoder(backbone)
         self.contract = contract
         self.include_cls = include_cls
         self.trainable = trainable
         self.projector = make_projector(contract.embed_dim, proj_dim, projector) if proj_dim else None
+        self.encoder.requires_grad_(trainable)
         if not trainable:
-            self.backbone.eval()
-            for p in self.backbone.parameters():
-                p.requires_grad_(False)
+            self.encoder.eval()
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> VisionTower:
         """From an export folder (encoder.safetensors + config.json), a run folder or a checkpoint."""
-        backbone, contract, _ = load_backbone(path)
-        return cls(backbone, contract, **kwargs)
+        encoder, contract, _ = load_token_encoder(path)
+        return cls(encoder, contract, **kwargs)
 
     # -- prismatic-style properties --------------------------------------------------------------
     @property
@@ -120,7 +119,13 @@ class VisionTower(nn.Module):
         return self.num_patches + int(self.include_cls)
 
     @property
-    def image_size(self) -> int:
+    def backbone(self) -> nn.Module:
+        """The timm ViT itself."""
+        return self.encoder.backbone
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of :meth:`forward`'s input."""
         return self.contract.image_size
 
     @property
@@ -134,7 +139,7 @@ class VisionTower(nn.Module):
     @property
     def default_image_resolution(self) -> tuple[int, int, int]:
         """(C, H, W), prismatic's convention."""
-        return (3, self.image_size, self.image_size)
+        return (3, *self.image_size)
 
     @property
     def half_precision_dtype(self) -> torch.dtype:
@@ -142,7 +147,7 @@ class VisionTower(nn.Module):
         return torch.bfloat16
 
     def get_image_transform(self) -> ImageTransform:
-        """Callable: PIL / uint8 HWC numpy -> normalised (3, S, S) float tensor (per the contract)."""
+        """Callable: PIL / uint8 HWC numpy -> normalised (3, H, W) float tensor (per the contract)."""
         return ImageTransform(self.contract)
 
     # -- modes and forward ----------------------------------------------------------------------
@@ -150,20 +155,19 @@ class VisionTower(nn.Module):
         """A frozen backbone stays in eval mode when the policy around it trains."""
         super().train(mode)
         if not self.trainable:
-            self.backbone.eval()
+            self.encoder.eval()
         return self
 
     def _tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        tokens = self.backbone.forward_features(pixel_values)
-        cls, patches = split_tokens(tokens, self.contract.num_prefix_tokens)
+        cls, patches = self.encoder(pixel_values)
         return torch.cat([cls[:, None], patches], dim=1) if self.include_cls else patches
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) normalised pixels (from :meth:`get_image_transform`) -> (B, N, out_dim)."""
-        s = self.image_size
-        if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != (3, s, s):
+        """(B, 3, H, W) normalised pixels (from :meth:`get_image_transform`) -> (B, N, out_dim)."""
+        h, w = self.image_size
+        if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != (3, h, w):
             raise ValueError(
-                f"VisionTower expects normalised pixel_values of shape (B, 3, {s}, {s}) (use "
+                f"VisionTower expects normalised pixel_values of shape (B, 3, {h}, {w}) (use "
                 f"get_image_transform()), got {tuple(pixel_values.shape)}"
             )
         if self.trainable:

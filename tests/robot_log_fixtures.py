@@ -47,6 +47,7 @@ class Topic:
     stream: int = 0
     row_padding: int = 0  # bytes of padding at the end of each row (Image.step > width * channels)
     frame_ns: int = FRAME_NS  # 0: every message of the topic has the same timestamp
+    size: tuple[int, int] = (W, H)
 
 
 def _channels(encoding: str) -> int:
@@ -85,7 +86,7 @@ def _message(ts, topic: Topic, index: int, stamp_ns: int, ros1: bool):
     stamp = types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec)
     header_type = types["std_msgs/msg/Header"]
     header = header_type(seq=index, stamp=stamp, frame_id="cam") if ros1 else header_type(stamp=stamp, frame_id="cam")
-    rgb = frame(topic.stream, index)
+    rgb = frame(topic.stream, index, *topic.size)
     if topic.encoding == "imu":
         msg_type = "sensor_msgs/msg/Temperature"
         return msg_type, types[msg_type](header=header, temperature=20.0 + index, variance=0.0)
@@ -137,14 +138,18 @@ def write_ros1_bag(path: Path, topics: Sequence[Topic], compression: str = "") -
     return path
 
 
-def write_ros2_bag(path: Path, topics: Sequence[Topic], storage: str = "sqlite3") -> Path:
-    """A rosbag2 folder (metadata.yaml + one .db3 or .mcap file) by rosbags' ROS 2 writer."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
+def write_ros2_bag(path: Path, topics: Sequence[Topic], storage: str = "sqlite3", compressed: bool = False) -> Path:
+    """A rosbag2 folder (metadata.yaml + one .db3 or .mcap file) by rosbags' ROS 2 writer;
+    ``compressed``: zstd storage compression (mcap: each 1 MiB chunk compressed)."""
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
     ts = get_typestore(Stores.ROS2_HUMBLE)
     plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
-    with Writer(path, version=9, storage_plugin=plugin) as writer:
+    writer = Writer(path, version=9, storage_plugin=plugin)
+    if compressed:
+        writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+    with writer:
         connections = {}
         for stamp, topic, i in _messages(topics):
             msg_type, msg = _message(ts, topic, i, stamp, ros1=False)

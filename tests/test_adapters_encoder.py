@@ -5,35 +5,36 @@ from __future__ import annotations
 import logging
 import shutil
 
-import adapter_fixtures
 import numpy as np
 import pytest
+import runtime_fixtures
 import torch
-from adapter_fixtures import random_images
+from runtime_fixtures import random_images
 
 from vidistill.errors import CheckpointError
 from vidistill.robot_adapters import (
     Features,
     MissingBackendError,
+    choose_backend,
     grid_to_tokens,
     load_encoder,
     tokens_to_grid,
 )
-from vidistill.robot_adapters.artefacts import find_artefacts
-from vidistill.robot_adapters.loader import choose_backend
+from vidistill.runtime.artefacts import find_artefacts
+from vidistill.runtime.preprocess import as_image_batch
 
 ATOL = 1e-4  # fp32 ORT vs torch: ~1e-6..1e-4
 
 # session fixtures shared by the adapter tests
-artefacts = adapter_fixtures.artefacts
-onnx_encoder = adapter_fixtures.onnx_encoder
-torch_encoder = adapter_fixtures.torch_encoder
+artefacts = runtime_fixtures.artefacts
+onnx_encoder = runtime_fixtures.onnx_encoder
+torch_encoder = runtime_fixtures.torch_encoder
 
 
 
 def test_properties_come_from_the_contract(onnx_encoder):
     e = onnx_encoder
-    assert (e.embed_dim, e.patch_size, e.image_size, e.grid_size, e.num_patches) == (192, 16, 96, (6, 6), 36)
+    assert (e.embed_dim, e.patch_size, e.image_size, e.grid_size, e.num_patches) == (192, 16, (96, 96), (6, 6), 36)
     assert e.mean == e.contract.mean and e.std == e.contract.std
     assert e.backend == "onnx" and e.device == "cpu"
 
@@ -129,42 +130,84 @@ def test_wrong_layout_or_dtype_is_a_clear_error(onnx_encoder, bad, match):
     assert "expected uint8 RGB images channels-last" in str(info.value)
 
 
-def test_wrong_size_is_resized_with_one_warning(artefacts, caplog):
+def _reference_preprocess(images: np.ndarray, encoder) -> np.ndarray:
+    """An independent implementation of the contract's rule: centre crop to the input's aspect,
+    torch's antialiased bicubic (PIL's kernel, what training's torchvision resize uses), mean/std."""
+    import torch.nn.functional as F
+
+    h, w = encoder.image_size
+    n, sh, sw, _ = images.shape
+    if sw * h > sh * w:
+        cw = round(sh * w / h)
+        images = images[:, :, (sw - cw) // 2 : (sw - cw) // 2 + cw]
+    elif sw * h < sh * w:
+        ch = round(sw * h / w)
+        images = images[:, (sh - ch) // 2 : (sh - ch) // 2 + ch]
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
+    mean = torch.tensor(encoder.mean).view(1, 3, 1, 1)
+    std = torch.tensor(encoder.std).view(1, 3, 1, 1)
+    return ((x / 255 - mean) / std).numpy()
+
+
+def test_wrong_size_is_resized_by_the_contract_rule_with_one_warning(artefacts, caplog):
     enc = load_encoder(artefacts["export"], backend="onnx", device="cpu")
+    assert (enc.contract.resize, enc.contract.interpolation) == ("crop", "bicubic")
     big = random_images(2, size=200)
-    with caplog.at_level(logging.WARNING, logger="vidistill.robot_adapters"):
+    with caplog.at_level(logging.WARNING, logger="vidistill.runtime"):
         f = enc.encode(big)
         enc.encode(big)
         enc.encode(random_images(1, size=64))
-    warnings = [r for r in caplog.records if "resizing" in r.getMessage()]
+    warnings = [r for r in caplog.records if "encoder takes" in r.getMessage()]
     assert len(warnings) == 1 and "200x200" in warnings[0].getMessage() and "96x96" in warnings[0].getMessage()
     assert f.cls.shape == (2, 192)
-    import cv2
-
-    resized = np.stack([cv2.resize(im, (96, 96), interpolation=cv2.INTER_AREA) for im in big])
-    np.testing.assert_allclose(f.cls, enc.encode(resized).cls, atol=1e-5)
+    np.testing.assert_allclose(enc.preprocess(big), _reference_preprocess(big, enc), atol=2e-3)
     mixed = enc.encode([big[0], random_images(1, size=64)[0], random_images(1)[0]])  # sizes may differ in a list
     assert mixed.cls.shape == (3, 192)
 
 
-@pytest.mark.parametrize("size", [200, 64, 150])
-def test_torch_tensors_resize_like_cv2(torch_encoder, size):
-    """GPU-side resize (matrix products) reproduces cv2 INTER_AREA / INTER_LINEAR."""
-    images = random_images(2, size=size, seed=3)
-    a = torch_encoder.encode(images)  # numpy path: cv2
-    b = torch_encoder.encode(torch.from_numpy(images))  # torch path
-    c = torch_encoder.encode(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
-    np.testing.assert_allclose(a.cls, b.cls, atol=0.05)  # uint8: cv2 rounds in fixed point, off by 1 LSB at most
+def test_a_4_3_camera_frame_is_cropped_not_squashed(onnx_encoder):
+    """160x120 (W x H) into a square encoder: the centre 120x120 is used, nothing is stretched."""
+    frame = np.random.default_rng(5).integers(0, 256, (1, 120, 160, 3), dtype=np.uint8)
+    centre = frame[:, :, 20:140]
+    np.testing.assert_allclose(onnx_encoder.preprocess(frame), onnx_encoder.preprocess(centre), atol=1e-6)
+    np.testing.assert_allclose(onnx_encoder.preprocess(frame), _reference_preprocess(frame, onnx_encoder), atol=2e-3)
+    from PIL import Image
+
+    stretched = np.asarray(Image.fromarray(frame[0]).resize((96, 96), Image.Resampling.BICUBIC))[None]
+    assert np.abs(onnx_encoder.preprocess(frame) - onnx_encoder.preprocess(stretched)).max() > 0.5
+
+
+@pytest.mark.parametrize("mode", ["letterbox", "stretch"])
+def test_every_resize_rule_is_the_same_on_host_and_device(torch_encoder, mode):
+    import dataclasses
+
+    from vidistill.runtime.backend_torch import TorchEncoder
+
+    enc = TorchEncoder(torch_encoder.model, dataclasses.replace(torch_encoder.contract, resize=mode), "cpu")
+    frame = np.random.default_rng(2).integers(0, 256, (1, 120, 160, 3), dtype=np.uint8)
+    host = enc.preprocess(frame)
+    device = enc._preprocess_tensor(as_image_batch(torch.from_numpy(frame))).numpy()
+    np.testing.assert_allclose(host, device, atol=1e-5)
+    if mode == "letterbox":  # 160x120 fits as 96x72: bands of 12 rows above and below, 0 = the mean colour
+        assert np.all(host[..., :12, :] == 0) and np.all(host[..., -12:, :] == 0)
+        assert np.abs(host[..., 12:84, :]).max() > 0.5
+    else:
+        assert np.abs(host - torch_encoder.preprocess(frame)).max() > 0.1  # not the crop
+
+
+@pytest.mark.parametrize("shape", [(200, 200), (64, 64), (150, 150), (120, 160), (160, 120)])
+def test_torch_tensors_resize_like_the_host_path(torch_encoder, shape):
+    """Device-side resize (matrix products with PIL's coefficients) = the host path (PIL)."""
+    images = np.random.default_rng(3).integers(0, 256, (2, *shape, 3), dtype=np.uint8)
     pa = torch_encoder.preprocess(images)
-    pb = torch_encoder._preprocess_tensor(torch_encoder_batch(torch.from_numpy(images))).numpy()
-    assert np.abs(pa - pb).max() <= 1.01 / 255 / min(torch_encoder.std)
-    assert np.isfinite(c.cls).all()
-
-
-def torch_encoder_batch(x):
-    from vidistill.robot_adapters.preprocess import as_image_batch
-
-    return as_image_batch(x)
+    pb = torch_encoder._preprocess_tensor(as_image_batch(torch.from_numpy(images))).numpy()
+    np.testing.assert_allclose(pa, pb, atol=1e-5)
+    a = torch_encoder.encode(images)  # host path
+    b = torch_encoder.encode(torch.from_numpy(images))  # device path
+    c = torch_encoder.encode(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+    np.testing.assert_allclose(a.cls, b.cls, atol=1e-4)
+    np.testing.assert_allclose(a.cls, c.cls, atol=1e-4)
 
 
 def test_preprocess_follows_the_contract(onnx_encoder):
@@ -191,26 +234,13 @@ def test_missing_artefact_for_backend(artefacts, tmp_path):
     with pytest.raises(CheckpointError, match="encoder.onnx"):
         load_encoder(artefacts["run"], backend="onnx")
     with pytest.raises(CheckpointError, match="TensorRT engine"):
-        load_encoder(artefacts["export"], backend="tensorrt") if _has_tensorrt() else _raise_no_engine(artefacts)
+        load_encoder(artefacts["export"], backend="tensorrt")  # an export without encoder.engine
     with pytest.raises(CheckpointError, match="no such file"):
         load_encoder(tmp_path / "nope")
     with pytest.raises(CheckpointError, match="no encoder artefact"):
         load_encoder(tmp_path)
     with pytest.raises(ValueError, match="backend must be one of"):
         load_encoder(artefacts["export"], backend="tflite")
-
-
-def _has_tensorrt() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("tensorrt") is not None
-
-
-def _raise_no_engine(artefacts):
-    from vidistill.robot_adapters.artefacts import Artefacts
-    from vidistill.robot_adapters.loader import _require
-
-    _require(None, "tensorrt", Artefacts(artefacts["export"]), "a TensorRT engine (encoder.engine)")
 
 
 def test_engine_without_tensorrt_names_what_to_install(artefacts, tmp_path, monkeypatch):
@@ -267,16 +297,17 @@ def test_onnx_contract_from_metadata_only(artefacts, tmp_path):
     """A lone .onnx (no config.json beside it) carries its own contract."""
     shutil.copy(artefacts["onnx"], tmp_path / "model.onnx")
     enc = load_encoder(tmp_path / "model.onnx")
-    assert enc.contract.image_size == 96 and enc.grid_size == (6, 6)
+    assert enc.contract.image_size == (96, 96) and enc.grid_size == (6, 6)
     assert isinstance(enc.encode(random_images(1)), Features)
 
 
 def test_artefacts_written_by_vidistill_export(artefacts, tmp_path):
     """The real `vidistill export` layout: a run folder serves its export/ through ONNX Runtime."""
-    pipeline = pytest.importorskip("vidistill.export.pipeline")
+    from vidistill.export.pipeline import ExportOptions, export_checkpoint
+
     run = tmp_path / "run"
     shutil.copytree(artefacts["run"], run)
-    pipeline.export_checkpoint(pipeline.ExportOptions(source=run / "checkpoint.pt", parity_batches=(2,)))
+    export_checkpoint(ExportOptions(source=run / "checkpoint.pt", parity_batches=(2,)))
     served = load_encoder(run, device="cpu")
     assert served.backend == "onnx" and "export" in served.source
     reference = load_encoder(run / "checkpoint.pt", backend="torch", device="cpu")

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import warnings
 
-import adapter_fixtures
 import gymnasium as gym
 import numpy as np
 import pytest
-from adapter_fixtures import IMAGE, DictSquareEnv, RenderOnlySquareEnv, SquareEnv
+import runtime_fixtures
 from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from runtime_fixtures import IMAGE, DictSquareEnv, RenderOnlySquareEnv, SquareEnv
 
 from vidistill.robot_adapters import FeatureObservationWrapper, VectorFeatureObservationWrapper
 
 # session fixtures shared by the adapter tests
-artefacts = adapter_fixtures.artefacts
-onnx_encoder = adapter_fixtures.onnx_encoder
+artefacts = runtime_fixtures.artefacts
+onnx_encoder = runtime_fixtures.onnx_encoder
 
 SHAPES = {"grid": (192, 6, 6), "tokens": (36, 192), "cls": (192,), "pooled": (192,)}
 
@@ -119,9 +119,10 @@ def test_pixel_key_errors(onnx_encoder):
             super().__init__()
             self.observation_space = spaces.Dict({**self.observation_space.spaces, "wrist": self.observation_space["pixels"]})
 
-    with pytest.raises(ValueError, match="several images"):
-        FeatureObservationWrapper(TwoCams(), onnx_encoder)
+    assert FeatureObservationWrapper(TwoCams(), onnx_encoder).source.keys == ("pixels", "wrist")  # both cameras
     assert FeatureObservationWrapper(TwoCams(), onnx_encoder, pixel_key="wrist").source.key == "wrist"
+    with pytest.raises(ValueError, match="no such key"):
+        FeatureObservationWrapper(TwoCams(), onnx_encoder, pixel_key=["wrist", "top"])
 
 
 # -- vector ----------------------------------------------------------------------------------

@@ -10,17 +10,17 @@ import pytest
 
 pytest.importorskip("stable_baselines3")
 
-import adapter_fixtures  # noqa: E402
+import runtime_fixtures  # noqa: E402
 import torch  # noqa: E402
-from adapter_fixtures import DictSquareEnv, RenderOnlySquareEnv, SquareEnv  # noqa: E402
 from gymnasium import spaces  # noqa: E402
+from runtime_fixtures import DictSquareEnv, RenderOnlySquareEnv, SquareEnv  # noqa: E402
 from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
 
 from vidistill.robot_adapters import GridFeaturesExtractor, SB3FeatureVecEnvWrapper  # noqa: E402
 
 # session fixtures shared by the adapter tests
-artefacts = adapter_fixtures.artefacts
-onnx_encoder = adapter_fixtures.onnx_encoder
+artefacts = runtime_fixtures.artefacts
+onnx_encoder = runtime_fixtures.onnx_encoder
 
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import adapter_fixtures
 import numpy as np
 import pytest
+import runtime_fixtures
 import torch
-from adapter_fixtures import random_images
+from runtime_fixtures import random_images
 
 from vidistill.robot_adapters import VisionTower
 
 # session fixtures shared by the adapter tests
-artefacts = adapter_fixtures.artefacts
-onnx_encoder = adapter_fixtures.onnx_encoder
+artefacts = runtime_fixtures.artefacts
+onnx_encoder = runtime_fixtures.onnx_encoder
 
 
 
@@ -22,7 +22,7 @@ def tower(artefacts):
 
 
 def test_properties(tower):
-    assert (tower.embed_dim, tower.num_patches, tower.image_size, tower.patch_size) == (192, 36, 96, 16)
+    assert (tower.embed_dim, tower.num_patches, tower.image_size, tower.patch_size) == (192, 36, (96, 96), 16)
     assert tower.default_image_resolution == (3, 96, 96)
     assert tower.grid_size == (6, 6) and tower.out_dim == 192
     assert tower.half_precision_dtype == torch.bfloat16

@@ -10,10 +10,11 @@ import pickle
 import subprocess
 import sys
 
+import cv2
 import h5py
 import numpy as np
 import pytest
-from robot_log_fixtures import code, write_aloha, write_generic_h5, write_robomimic
+from robot_log_fixtures import code, frame, write_aloha, write_generic_h5, write_robomimic
 
 from vidistill.data.sources import discover_sources
 from vidistill.data.sources.discovery import discover
@@ -82,6 +83,18 @@ def test_aloha_episodes(tmp_path, compressed, frame_code):
         check_exact(src, n % 2, frame_code)
     (wrist,) = discover_sources([root / "episode_1.hdf5"], cameras=["cam_left_wrist"])
     assert frame_code(wrist.read(24)) == code(1, 24)
+
+
+def test_variable_length_jpeg_camera(tmp_path, frame_code):
+    """Some ACT-style recorders store each frame's JPEG as a variable-length byte array."""
+    path = tmp_path / "episode_7.hdf5"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("observations/images/cam_high", (18,), dtype=h5py.vlen_dtype(np.uint8))
+        for i in range(18):
+            ds[i] = cv2.imencode(".jpg", frame(2, i)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].ravel()
+    (src,) = discover_sources([path])
+    assert (src.camera, len(src), src.size) == ("cam_high", 18, (64, 48))
+    check_exact(src, 2, frame_code)
 
 
 def test_generic_layout_and_a_dataset_named_explicitly(tmp_path, frame_code):

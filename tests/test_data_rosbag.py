@@ -144,6 +144,14 @@ def test_not_a_bag(tmp_path, content):
         discover_sources([path])
 
 
+def test_not_an_mcap(tmp_path):
+    for content in (b"", b"\x89MCAP0\r\n" + b"\0" * 7, b"not an mcap file" * 20):
+        path = tmp_path / "broken.mcap"
+        path.write_bytes(content)
+        with pytest.raises(VideoError, match="broken.mcap: (not a readable MCAP file|no image topics)"):
+            discover_sources([path])
+
+
 def test_truncated_mcap_trains_on_what_reads(bags, tmp_path, caplog, frame_code):
     folder = shutil.copytree(bags["mcap"], tmp_path / "cut")
     mcap = next(folder.glob("*.mcap"))
@@ -164,6 +172,21 @@ def test_truncated_mcap_trains_on_what_reads(bags, tmp_path, caplog, frame_code)
         again = discover_sources([folder])
     assert [len(s) for s in again] == [len(s) for s in sources]
     assert "no metadata.yaml says how much was recorded" in caplog.text
+
+
+def test_truncated_zstd_mcap_keeps_the_whole_chunks_before_the_cut(tmp_path, caplog, frame_code):
+    big = (256, 192)  # 147 kB per message: the 8th closes a chunk (> 1 MiB)
+    folder = write_ros2_bag(tmp_path / "zstd", [Topic("/cam", "rgb8", 30, size=big)], storage="mcap", compressed=True)
+    mcap = next(folder.glob("*.mcap"))
+    full = discover_sources([folder])[0]
+    assert len(full) == 30 and frame_code(full.read(29)) == code(0, 29)
+    data = mcap.read_bytes()
+    mcap.write_bytes(data[: len(data) // 2])
+    with caplog.at_level(logging.WARNING):
+        (src,) = discover_sources([folder])
+    assert 0 < len(src) < 30 and len(src) % 8 == 0  # a compressed chunk cut short is lost whole
+    assert [frame_code(src.read(i)) for i in range(len(src))] == list(range(len(src)))
+    assert f"/cam: {len(src)} of 30 frames" in caplog.text
 
 
 def test_missing_rosbags_names_the_extra(bags, monkeypatch):

@@ -65,3 +65,14 @@ def test_a_codec_without_decoder_is_named(tmp_path, make_video):
     path.write_bytes(path.read_bytes().replace(b"MJPG", b"ZQZQ"))  # a codec tag nobody decodes
     with pytest.raises(VideoError, match=r"odd.avi: video codec with fourcc 'ZQZQ' cannot be decoded.*pip install"):
         discover_sources([path])
+
+
+def test_no_python_log_callback_is_installed(tmp_path, make_av_video):
+    # With PyAV's log callback on, closing a frame-threaded H.264 decoder deadlocks (its threads
+    # wait for the GIL to log, the closing thread holds it): probing must leave logging off.
+    path = make_av_video(tmp_path / "threads.mp4", 40, codec="libx264", gop=30)
+    for _ in range(5):
+        src = VideoFileSource(path)
+        src.read(35)
+        src.close()
+    assert av.logging.get_level() is None

@@ -150,7 +150,7 @@ def test_table1_end_to_end_on_a_tiny_render_trains_probes_and_resumes(tmp_path, 
     assert list(report["table"]) == ["random init", "Ours (dense+global)"]
     ours = next(r for r in report["runs"] if r["variant"] == "Ours (dense+global)")
     assert ours["collapse"]["logged"] and ours["collapse"]["steps"] == 2
-    assert ours["probe_image_size"] == 64 and ours["grid"] == [4, 4]
+    assert ours["probe_image_size"] == [64, 64] and ours["grid"] == [4, 4]
     assert 0.0 <= ours["miou"] <= 100.0 and ours["depth_rmse"] > 0
     # diagnostics: both backbones moved from the seed's init, the student (lr) more than the EMA teacher
     drift = ours["weight_drift"]

@@ -6,7 +6,7 @@ ViT-S/16 224 export is slow-marked. TensorRT tests run only where tensorrt and C
 
 from __future__ import annotations
 
-import importlib.util
+import dataclasses
 import json
 import os
 import subprocess
@@ -23,15 +23,16 @@ from onnx import TensorProto, helper
 from vidistill import cli
 from vidistill.checkpoint import load_teacher_backbone, write_random_init_checkpoint
 from vidistill.config import build_config
-from vidistill.contract import EncoderContract
+from vidistill.contract import CONTRACT_VERSION, EncoderContract
 from vidistill.errors import CheckpointError, VidistillError
 from vidistill.export import parity
-from vidistill.export.encoder import ExportEncoder, rebuild_fixed_size
-from vidistill.export.errors import BackendUnavailable, ParityError
+from vidistill.export.errors import MissingBackendError, ParityError
 from vidistill.export.graph_check import TRT_SUPPORTED_OPS, check_graph
 from vidistill.export.manifest import sha256_file
 from vidistill.export.pipeline import ExportOptions, export_checkpoint
-from vidistill.export.runtime import make_ort_session, ort_providers, parse_device, read_contract
+from vidistill.runtime.checkpoints import backbone_state
+from vidistill.runtime.ort import make_ort_session, ort_providers, parse_device, read_contract
+from vidistill.runtime.torch_model import TokenEncoder, rebuild_at_size
 
 REPO = Path(__file__).resolve().parents[1]
 TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -52,26 +53,18 @@ def tiny_export(tiny_ckpt):
 
 @pytest.fixture(scope="module")
 def teacher(tiny_ckpt):
+    """The checkpoint's teacher as training runs it (dynamic size) and the export's contract."""
     model, contract, _ = load_teacher_backbone(tiny_ckpt)
-    return ExportEncoder(model).eval(), contract
+    return TokenEncoder(model).eval(), dataclasses.replace(contract, version=CONTRACT_VERSION)
 
 
-def _cli(argv: list[str], monkeypatch) -> int:
-    """``vidistill`` in-process with only the export command registered (others may be heavy)."""
-    monkeypatch.setattr(cli, "COMMANDS", {"export": cli.COMMANDS["export"]})
+def _cli(argv: list[str], monkeypatch=None) -> int:
+    """``vidistill ARGV`` in-process, the real CLI with every command registered."""
     return cli.main(argv)
 
 
-def _vidistill_argv() -> list[str]:
-    """``python -m vidistill`` when every registered command imports, else the export alone."""
-    if all(importlib.util.find_spec(m) is not None for m, _ in cli.COMMANDS.values()):
-        return [sys.executable, "-m", "vidistill"]
-    code = "import sys; from vidistill import cli; cli.COMMANDS = {'export': cli.COMMANDS['export']}; sys.exit(cli.main())"
-    return [sys.executable, "-c", code]
-
-
 def _tensorrt_ready() -> bool:
-    from vidistill.export.tensorrt_engine import tensorrt_problem
+    from vidistill.runtime.tensorrt import tensorrt_problem
 
     return tensorrt_problem() is None
 
@@ -119,7 +112,7 @@ def test_metadata_props_carry_the_contract(tiny_export, teacher):
     path = tiny_export.output / "encoder.onnx"
     meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     assert EncoderContract.from_json(meta["vidistill.contract"]) == contract
-    assert meta["vidistill.image_size"] == "96"
+    assert meta["vidistill.image_size"] == "96x96" and meta["vidistill.resize"] == "crop bicubic"
     assert meta["vidistill.mean"] == "0.485,0.456,0.406" and meta["vidistill.std"] == "0.229,0.224,0.225"
     assert read_contract(make_ort_session(path, "cpu")) == contract == read_contract(path)
     config = json.loads((tiny_export.output / "config.json").read_text())
@@ -176,16 +169,21 @@ def test_exported_graph_passes_the_static_check(tiny_export):
 def test_image_size_resamples_the_position_embedding_once(tiny_ckpt, tmp_path):
     result = export_checkpoint(ExportOptions(source=tiny_ckpt, output=tmp_path, image_size=64, parity_batches=(1, 3)))
     contract = read_contract(tmp_path / "encoder.onnx")
-    assert contract.image_size == 64 and contract.num_patches == 16
+    assert contract.image_size == (64, 64) and contract.num_patches == 16
     assert max(result.manifest["parity"]["onnxruntime"]["max_abs_diff"].values()) <= 1e-4
     ops = {n.op_type for n in onnx.load(str(tmp_path / "encoder.onnx")).graph.node}
     assert "Resize" not in ops  # no run-time resampling in the graph
 
 
-def test_bad_image_size_is_a_clear_error(teacher):
-    model, contract = teacher
+def test_bad_image_size_is_a_clear_error(tiny_ckpt, tmp_path, monkeypatch, capsys):
+    state, contract, _ = backbone_state(tiny_ckpt)
     with pytest.raises(VidistillError, match="multiple of the patch size"):
-        rebuild_fixed_size(model.backbone, contract, 100)
+        rebuild_at_size(state, contract, (96, 100))
+    for bad in ("100", "96x", "axb"):
+        assert _cli(["export", str(tiny_ckpt), "-o", str(tmp_path / bad), "--image-size", bad], monkeypatch) != 0
+        err = capsys.readouterr().err
+        assert "--image-size" in err or "image size" in err, err
+        assert not (tmp_path / bad / "encoder.safetensors").exists()
 
 
 def test_no_path_exports_the_latest_run(tiny_ckpt, tmp_path, monkeypatch):
@@ -224,7 +222,7 @@ def test_bad_checkpoint_is_a_clear_error(kind, bad_checkpoints, tmp_path, monkey
 
 def test_bad_checkpoint_through_python_m_vidistill(bad_checkpoints, tmp_path):
     path = bad_checkpoints["text"]
-    proc = subprocess.run([*_vidistill_argv(), "export", str(path)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "vidistill", "export", str(path)], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120)
     assert proc.returncode != 0
     assert str(path) in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
@@ -249,7 +247,7 @@ def test_trt_without_tensorrt_says_what_to_install(tiny_ckpt, tmp_path, monkeypa
     code = _cli(["export", str(tiny_ckpt), "-o", str(tmp_path), "--trt", "--no-onnx"], monkeypatch)
     err = capsys.readouterr().err
     assert code != 0 and "Traceback" not in err
-    assert "pip install 'vidistill[trt]'" in err and "written" in err
+    assert "pip install tensorrt" in err and "written" in err
     for name in ("encoder.safetensors", "config.json", "encoder.onnx", "manifest.json"):
         assert (tmp_path / name).is_file(), name  # --trt implies the ONNX file
     assert not (tmp_path / "encoder.engine").exists()
@@ -315,7 +313,7 @@ def test_ort_providers_orders_and_configures():
     assert trt_opts["trt_profile_max_shapes"] == "pixels:8x3x96x96"
     assert ort_providers("auto", available=[CPU_EP]) == [CPU_EP]
     assert ort_providers("cuda:1", available=[CUDA_EP, CPU_EP]) == [(CUDA_EP, {"device_id": 1}), CPU_EP]
-    with pytest.raises(BackendUnavailable, match="onnxruntime-gpu"):
+    with pytest.raises(MissingBackendError, match="onnxruntime-gpu"):
         ort_providers("tensorrt", available=[CPU_EP])
     with pytest.raises(ValueError):
         parse_device("tpu")
@@ -335,10 +333,10 @@ def test_runtime_imports_without_torch(tiny_export):
         import sys
         sys.modules["torch"] = None  # any `import torch` now fails
         import numpy as np
-        from vidistill.export.runtime import make_ort_session, read_contract, session_device
+        from vidistill.runtime.ort import make_ort_session, read_contract, session_device
         s = make_ort_session({str(tiny_export.output / "encoder.onnx")!r}, "auto")
         c = read_contract(s)
-        cls, tokens = s.run(None, {{c.input_name: np.zeros((2, 3, c.image_size, c.image_size), np.float32)}})
+        cls, tokens = s.run(None, {{c.input_name: np.zeros((2, 3, *c.image_size), np.float32)}})
         assert tokens.shape == (2, c.num_patches, c.embed_dim) and session_device(s) in ("cpu", "cuda", "tensorrt")
     """)
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -360,7 +358,7 @@ def test_vit_small_224_export_and_parity(tmp_path):
 
 
 def test_session_threads_follow_the_cpus_this_process_may_use(monkeypatch):
-    from vidistill.export import runtime
+    from vidistill.runtime import ort as runtime
 
     monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(runtime.os, "cpu_count", lambda: 16)

@@ -15,10 +15,12 @@ from vidistill.checkpoint import load_teacher_backbone, write_random_init_checkp
 from vidistill.config import build_config
 from vidistill.contract import EncoderContract
 from vidistill.export import tensorrt_engine
-from vidistill.export.encoder import ExportEncoder
-from vidistill.export.errors import BackendUnavailable, ExportError
+from vidistill.export.errors import ExportError, MissingBackendError
 from vidistill.export.manifest import sha256_file
+from vidistill.export.parity import check_cosine
 from vidistill.export.pipeline import ExportOptions, export_checkpoint
+from vidistill.runtime.tensorrt import TensorRTEncoder, tensorrt_problem
+from vidistill.runtime.torch_model import TokenEncoder
 
 CONTRACT = EncoderContract("vit_tiny_patch16_224", 96, 16, 192)
 
@@ -130,7 +132,7 @@ def fake_trt(monkeypatch, tmp_path):
     def install(**kwargs):
         trt = make_fake_trt(**kwargs)
         monkeypatch.setitem(__import__("sys").modules, "tensorrt", trt)
-        monkeypatch.setattr(tensorrt_engine.torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(tensorrt_engine.torch.cuda, "is_available", lambda: True)  # the runtime's probe too
         monkeypatch.setattr(tensorrt_engine.torch.cuda, "get_device_name", lambda *a: "Fake GPU")
         return trt
 
@@ -185,23 +187,25 @@ def test_parser_errors_and_tensorrt11_are_clear(fake_trt, tmp_path):
     with pytest.raises(ExportError, match="FluxCapacitor"):
         tensorrt_engine.build_engine(onnx_path, tmp_path / "e.engine", CONTRACT, timing_cache=tmp_path / "c")
     install(weak_typing=False)
-    with pytest.raises(BackendUnavailable, match=r"tensorrt>=10,<11"):
+    with pytest.raises(MissingBackendError, match=r"tensorrt>=10,<11"):
         tensorrt_engine.build_engine(onnx_path, tmp_path / "e.engine", CONTRACT, timing_cache=tmp_path / "c")
     tensorrt_engine.build_engine(onnx_path, tmp_path / "e.engine", CONTRACT, precision="fp32",
                                  timing_cache=tmp_path / "c")  # fp32 builds on TensorRT 11 too
 
 
-def test_missing_tensorrt_names_the_install(monkeypatch):
+def test_missing_tensorrt_names_the_install(fake_trt, monkeypatch, tmp_path):
+    _, onnx_path = fake_trt
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)
-    with pytest.raises(BackendUnavailable, match=r"pip install 'vidistill\[trt\]'"):
-        tensorrt_engine.require_tensorrt()
+    with pytest.raises(MissingBackendError, match=r"pip install tensorrt"):
+        tensorrt_engine.build_engine(onnx_path, tmp_path / "e.engine", CONTRACT, timing_cache=tmp_path / "c")
+    assert not (tmp_path / "e.engine").exists()
 
 
 # --------------------------------------------------------------- the real thing (GPU only)
 
 
 def _tensorrt_ready() -> bool:
-    return tensorrt_engine.tensorrt_problem() is None
+    return tensorrt_problem() is None
 
 
 needs_trt = pytest.mark.skipif("not _tensorrt_ready()", reason="needs tensorrt and a CUDA GPU")
@@ -212,7 +216,7 @@ def tiny_run(tmp_path_factory):
     ckpt = write_random_init_checkpoint(build_config("cpu-tiny"), tmp_path_factory.mktemp("trt") / "run")
     export_checkpoint(ExportOptions(source=ckpt))
     model, contract, _ = load_teacher_backbone(ckpt)
-    return ckpt, ckpt.parent / "export", ExportEncoder(model).eval(), contract
+    return ckpt, ckpt.parent / "export", TokenEncoder(model).eval(), contract
 
 
 @pytest.mark.gpu
@@ -222,10 +226,11 @@ def test_tensorrt_engine_matches_teacher(tiny_run, tmp_path):
     engine, cache = tmp_path / "encoder.engine", tmp_path / "timing.cache"
     info = tensorrt_engine.build_engine(export_dir / "encoder.onnx", engine, contract, max_batch=8, timing_cache=cache)
     assert engine.stat().st_size > 0 and cache.is_file() and info["precision"] == "fp16"
-    cos = tensorrt_engine.verify_engine(model, engine, contract, batches=(1, 3, 8))
+    served = TensorRTEncoder(engine, "cuda", contract=contract)  # the runner a robot uses
+    cos = check_cosine(model, served, "encoder.engine", batches=(1, 3, 8))
     assert cos["cosine_patch_tokens"] >= 0.999
-    out = tensorrt_engine.EngineRunner(engine)(torch.randn(3, 3, 96, 96))
-    assert out["cls"].shape == (3, 192) and out["patch_tokens"].shape == (3, 36, 192)
+    cls, tokens = served.run(torch.randn(3, 3, 96, 96).numpy())
+    assert cls.shape == (3, 192) and tokens.shape == (3, 36, 192)
     size = cache.stat().st_size
     tensorrt_engine.build_engine(export_dir / "encoder.onnx", engine, contract, max_batch=8, timing_cache=cache)
     assert cache.stat().st_size >= size  # reused, not reset

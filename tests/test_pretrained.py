@@ -48,8 +48,8 @@ def inits(tmp_path_factory) -> dict[str, Path]:
     return {name: save_tiny(root / name, arch, size) for name, (arch, size, _) in FAMILIES.items()}
 
 
-def train_args(video: Path, out: Path, family: str, steps: int = 2) -> list[str]:
-    g, loc = FAMILIES[family][2]
+def train_args(video: Path, out: Path, family: str, steps: int = 2, sizes: tuple[int, int] | None = None) -> list[str]:
+    g, loc = sizes or FAMILIES[family][2]
     return [
         "train", "--video", str(video), "--preset", "cpu-tiny", "--output", str(out), "--max-steps", str(steps),
         "--batch-size", "2", "--out-dim", "64", "--num-workers", "0", "--image-size", str(g),
@@ -134,7 +134,7 @@ def test_crop_sizes_snap_to_the_init_patch_size_and_the_log_says_so(video_file, 
         prepare_model_config(cfg)
 
 
-def test_init_from_a_vidistill_run_and_a_single_safetensors(video_file, inits, tmp_path):
+def test_init_from_a_vidistill_run_its_export_and_a_single_safetensors(video_file, inits, tmp_path):
     from safetensors.torch import load_file, save_file
 
     family = "dinov2_reg4"
@@ -142,6 +142,13 @@ def test_init_from_a_vidistill_run_and_a_single_safetensors(video_file, inits, t
     assert main([*train_args(video_file, run, family, steps=1), "--init", str(inits[family])]) == 0
     teacher = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["teacher"]
     cfg = tiny_config(video_file, run, family, out=tmp_path / "run2")
+    trainer = Trainer(cfg, DistributedContext())
+    assert cfg.model.arch == FAMILIES[family][0] and cfg.model.model_args["embed_dim"] == 64
+    for name, t in trainer.teacher.backbone.state_dict().items():
+        assert torch.equal(t, teacher[f"backbone.{name}"]), name
+    # The run's export folder (config.json + encoder.safetensors with the contract).
+    assert main(["export", str(run), "--output", str(tmp_path / "export"), "--no-onnx"]) == 0
+    cfg = tiny_config(video_file, tmp_path / "export", family, out=tmp_path / "run4")
     trainer = Trainer(cfg, DistributedContext())
     assert cfg.model.arch == FAMILIES[family][0] and cfg.model.model_args["embed_dim"] == 64
     for name, t in trainer.teacher.backbone.state_dict().items():
@@ -310,3 +317,31 @@ def test_gram_anchor_and_drift_probe_in_a_run(video_file, inits, tmp_path):
     # Without the weight, no frozen copy is built.
     cfg = tiny_config(video_file, inits[family], family, out=tmp_path / "plain")
     assert not any(k.startswith("gram.") for k in Trainer(cfg, DistributedContext()).objective.state_dict())
+
+
+@pytest.mark.slow
+def test_hub_name_loads_offline_from_the_hugging_face_cache(video_file, tmp_path):
+    """A cached timm name trains with the hub switched off: the cache is filled here by hand in
+    huggingface_hub's layout with random full-size weights (nothing is downloaded)."""
+    from safetensors.torch import save_file
+
+    name, repo = "vit_small_patch16_dinov3.lvd1689m", "models--timm--vit_small_patch16_dinov3.lvd1689m"
+    torch.manual_seed(0)
+    weights = timm.create_model("vit_small_patch16_dinov3", num_classes=0).state_dict()
+    snapshot = tmp_path / "hf" / "hub" / repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    save_file(weights, str(snapshot / "model.safetensors"))
+    (tmp_path / "hf" / "hub" / repo / "refs").mkdir()
+    (tmp_path / "hf" / "hub" / repo / "refs" / "main").write_text("0" * 40)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub")}
+    out = tmp_path / "run"
+    args = train_args(video_file, out, "dinov3_rope", steps=1, sizes=(32, 16))  # ViT-S: keep the grid 2x2
+    proc = subprocess.run([sys.executable, "-m", "vidistill", *args, "--init", name],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["model"]["arch"] == "vit_small_patch16_dinov3" and saved["model"]["init"] == name
+    teacher = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["teacher"]
+    # One step at momentum 0.996 (cpu-tiny) later the teacher is still (almost exactly) the cached weights.
+    torch.testing.assert_close(teacher["backbone.patch_embed.proj.weight"], weights["patch_embed.proj.weight"],
+                               rtol=0, atol=1e-3)

@@ -61,7 +61,7 @@ def test_cli_trains_logs_checkpoints_and_a_rerun_resumes(videos, tmp_path):
     for key in ("loss", "dense/loss", "global/loss", "lr", "teacher_entropy", "kl", "clips_per_s", "collapsed"):
         assert key in records[0]
     state = load_checkpoint(out / "checkpoint.pt")  # weights_only load
-    assert state["progress"]["step"] == 4 and state["contract"]["image_size"] == 64
+    assert state["progress"]["step"] == 4 and state["contract"]["image_size"] == [64, 64]
     assert (out / "config.yaml").is_file()
     # The same command again: the run is found and not restarted.
     r2 = run_cli("train", "--video", str(videos[0].parent), "--output", str(out), "--max-steps", "4", *TINY)

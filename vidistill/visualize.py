@@ -57,10 +57,10 @@ def sample_frames(video: str, count: int) -> list[np.ndarray]:
 
 def feature_picture(encoder_path: str, video: str, output: Path, frames: int = 8, tile: int = 224,
                     image_size: int | None = None, device: str = "auto") -> Path:
-    from vidistill.eval.features import load_encoder
+    from vidistill.eval.features import load_encoder, to_input_aspect
 
     enc = load_encoder(encoder_path, image_size=image_size, device=device)
-    images = sample_frames(video, frames)
+    images = [to_input_aspect(enc, im) for im in sample_frames(video, frames)]  # what the encoder sees
     _, patches = enc.extract(images, batch_size=16, total=len(images), desc="visualize")
     pcs = pca_rgb(enc.patch_maps(patches.float()).numpy())
     panels = side_by_side(images, pcs, tile)
@@ -93,9 +93,10 @@ PANELS = (
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def _round_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """About ``count`` ticks at multiples of 1, 2 or 5 x 10^k inside [lo, hi]."""
-    raw = (hi - lo) / max(count - 1, 1)
+def _round_ticks(lo: float, hi: float, count: int = 5, min_step: float = 1.0) -> list[float]:
+    """About ``count`` ticks at multiples of 1, 2 or 5 x 10^k (at least ``min_step``: whole
+    steps) inside [lo, hi]."""
+    raw = max((hi - lo) / max(count - 1, 1), min_step)
     mag = 10 ** np.floor(np.log10(raw)) if raw > 0 else 1.0
     step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
     return [float(t) for t in np.arange(np.ceil(lo / step) * step, hi + 1e-9, step)]

@@ -102,21 +102,10 @@ def ensure_base(args, scene_a: Path) -> Path:
 
 
 def hub_encoder(folder: Path, image_size: int, device: str):
-    """A timm hub folder (config.json + model.safetensors) as an eval Encoder."""
-    import timm
+    """A timm hub folder (config.json + model.safetensors) served by the runtime's torch backend."""
+    from vidistill.eval.features import load_encoder
 
-    from vidistill.eval.features import Encoder, resolve_device
-    from vidistill.model.backbone import contract_for
-
-    cfg = json.loads((folder / "config.json").read_text())
-    pre = cfg.get("pretrained_cfg", {})
-    train_size = int(pre.get("input_size", (3, image_size, image_size))[-1])
-    kwargs = {**cfg.get("model_args", {}), "num_classes": 0, "img_size": train_size, "dynamic_img_size": True}
-    overlay = dict(file=str(folder / "model.safetensors"), num_classes=0)
-    model = timm.create_model(cfg["architecture"], pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
-    contract = contract_for(model, cfg["architecture"], train_size, pre["mean"], pre["std"], cfg.get("model_args"))
-    dev = resolve_device(device)
-    return Encoder(model.to(dev).eval().requires_grad_(False), contract, folder, image_size, dev)
+    return load_encoder(folder, backend="torch", device=device, image_size=image_size or None, precision="fp32")
 
 
 def probe(encoder, data: Path, args, seed: int) -> dict:
@@ -203,7 +192,7 @@ def run_row(row: str, seed: int, args) -> dict:
         if not ckpt.is_file():
             cfg = build_config(args.scratch_preset, args.config, overrides=_overrides(args.set))
             write_random_init_checkpoint(cfg, ckpt, seed=seed)
-        result["teacher"] = probe_both(load_encoder(ckpt, args.probe_size, args.device), args, seed)
+        result["teacher"] = probe_both(load_encoder(ckpt, image_size=args.probe_size or None, device=args.device), args, seed)
     elif spec["kind"] == "base":
         result["teacher"] = probe_both(hub_encoder(args.base, args.probe_size, args.device), args, seed)
     else:
@@ -216,9 +205,9 @@ def run_row(row: str, seed: int, args) -> dict:
         export = run_dir / "export"
         vidistill(["export", str(run_dir), "--output", str(export), "--no-onnx"])
         result["seconds_train"] = t_train - t0
-        result["teacher"] = probe_both(load_encoder(export, args.probe_size, args.device), args, seed)
+        result["teacher"] = probe_both(load_encoder(export, image_size=args.probe_size or None, device=args.device), args, seed)
         if args.probe_student:
-            result["student"] = probe_both(load_encoder(run_dir, args.probe_size, args.device, branch="student"),
+            result["student"] = probe_both(load_encoder(run_dir, image_size=args.probe_size or None, device=args.device, branch="student"),
                                            args, seed)
         if spec["init"]:
             result["weight_drift"] = weight_drift(run_dir / "checkpoint.pt", args.base)

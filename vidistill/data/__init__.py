@@ -14,6 +14,7 @@ _EXPORTS = {
     "FrameFolderSource": "sources",
     "JpegCacheSource": "sources",
     "discover_sources": "sources",
+    "discover": "sources",
     "ClipIndex": "clips",
     "ClipSampler": "clips",
     "select_usable": "clips",

@@ -374,13 +374,13 @@ def clip_frames(cfg: Config) -> tuple[int, int]:
     """(frames per clip, stride) the objective needs: K and Δ for the method; for objective
     "dino" single frames, or pairs ``time_aug_delta`` apart for the time-aug baseline."""
     d = cfg.data
-    if cfg.objective == "dino":
+    if cfg.objective.is_frame_dino:
         return (2, d.time_aug_delta) if d.time_aug_delta > 0 else (1, 1)
     return d.num_frames, d.frame_stride
 
 
 def build_views(cfg: Config, color: bool = True) -> ClipViews | FrameViews:
     """The view builder for the configured objective (Table 1: "dino" rows use FrameViews)."""
-    if cfg.objective == "dino":
+    if cfg.objective.is_frame_dino:
         return FrameViews(cfg.data, time_aug=cfg.data.time_aug_delta > 0, color=color)
     return ClipViews(cfg.data, color=color)

@@ -1,7 +1,8 @@
 """``vidistill eval {probe,depth,knn} ENCODER --data DIR``: probes on frozen features.
 
-ENCODER is a checkpoint file, a run folder (its teacher is evaluated) or an export folder
-(``encoder.safetensors`` + ``config.json``).
+ENCODER is a checkpoint file, a run folder (its teacher is evaluated) or an export folder,
+loaded through the runtime with ``--backend`` (torch by default; ``--backend onnx`` probes
+exactly the ONNX artefact a robot serves).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 
+from vidistill.contract import as_hw
 from vidistill.errors import VidistillError
 
 log = logging.getLogger(__name__)
@@ -27,8 +29,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("encoder", metavar="CHECKPOINT_OR_EXPORT",
                    help="checkpoint.pt, a run folder, or an export folder (encoder.safetensors + config.json)")
     p.add_argument("--data", required=True, metavar="DIR", help="dataset folder (layouts: see `vidistill eval -h`)")
-    p.add_argument("--image-size", type=int, default=None, metavar="S",
-                   help="probe input size (default: the encoder's training size; a multiple of the patch)")
+    p.add_argument("--image-size", default=None, metavar="S|HxW",
+                   help="probe input size (default: the encoder's training or exported size; a multiple of "
+                        "the patch; torch backend only)")
+    p.add_argument("--backend", choices=("torch", "onnx", "tensorrt", "auto"), default="torch",
+                   help="runtime backend: torch (default), onnx or tensorrt (the exported artefact itself), "
+                        "auto (as a robot would pick)")
     p.add_argument("--output", "-o", default=None, metavar="FILE", help="write the JSON report here")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
     p.add_argument("--extract-batch-size", type=int, default=32, metavar="N",
@@ -41,8 +47,8 @@ def _probe_options(p: argparse.ArgumentParser, lr: float) -> None:
     p.add_argument("--lr", type=float, default=lr, help=f"AdamW learning rate, cosine decay (default: {lr:g})")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default: 1e-4)")
     p.add_argument("--no-batchnorm", action="store_true", help="no BatchNorm before the 1x1 conv")
-    p.add_argument("--label-size", type=int, default=None, metavar="L",
-                   help="training targets resized (nearest) to LxL (default: the input size); "
+    p.add_argument("--label-size", default=None, metavar="L|HxW",
+                   help="training targets resized (nearest) to LxL or HxW (default: the input size); "
                         "validation is scored at the annotations' own resolution")
     p.add_argument("--seed", type=int, default=0)
 
@@ -88,15 +94,24 @@ def run(args: argparse.Namespace) -> int:
     data = Path(args.data)
     if not data.is_dir():
         raise VidistillError(f"{data}: no such data folder" if not data.exists() else f"{data}: not a folder")
-    for name in ("iters", "batch_size", "label_size", "num_classes", "k", "extract_batch_size"):
+    for name in ("iters", "batch_size", "num_classes", "k", "extract_batch_size"):
         _positive("--" + name.replace("_", "-"), getattr(args, name, None))
+    for name in ("image_size", "label_size"):
+        value = getattr(args, name, None)
+        if value is not None:
+            try:
+                setattr(args, name, as_hw(value))
+            except ValueError as e:
+                raise VidistillError(f"--{name.replace('_', '-')}: {e}") from None
+            _positive(f"--{name.replace('_', '-')}", min(getattr(args, name)))
     # the data layout first: a wrong folder should not wait for a model to load
     if args.eval_task == "knn":
         image_folder(data)
     else:
         for split in ("training", "validation"):
             dense_split(data, split, "annotations" if args.eval_task == "probe" else "depth")
-    encoder = load_encoder(args.encoder, image_size=args.image_size, device=args.device)
+    encoder = load_encoder(args.encoder, backend=args.backend, device=args.device, image_size=args.image_size,
+                           precision="fp32")  # probe numbers comparable across machines
 
     if args.eval_task == "knn":
         report = knn_eval(encoder, data, k=args.k, temperature=args.temperature,

@@ -3,10 +3,12 @@
 Each returns a JSON-ready report. Units: ``miou``, ``pixel_accuracy``, ``per_class_iou``,
 ``delta1`` and ``top1`` in percent (as the paper reports them); depth errors in metres.
 
-Resolution: images are resized to ``image_size``² (the contract's square input; default the
-encoder's training size). Training targets are resized (nearest) to ``label_size``² (default
-``image_size``) so they stack in one cached tensor; validation is scored at each annotation's
-ORIGINAL resolution (the logits are upsampled bilinearly to it).
+Resolution: images and their label / depth maps are first cropped (or padded) to the encoder's
+input aspect by the contract's resize rule, at their own resolution, so the labels cover what
+the encoder sees; the encoder then resizes the images to its (H, W) input (default: its
+training or exported size). Training targets are resized (nearest) to ``label_size`` (default
+the input size) so they stack in one cached tensor; validation is scored at each (cropped)
+annotation's own resolution (the logits are upsampled bilinearly to it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vidistill.contract import as_hw
 from vidistill.errors import VidistillError
 from vidistill.eval import probe
 from vidistill.eval.datasets import (
@@ -28,7 +31,7 @@ from vidistill.eval.datasets import (
     read_depth_map,
     read_label_map,
 )
-from vidistill.eval.features import Encoder, read_rgb, resize_square
+from vidistill.eval.features import Encoder, read_rgb, resize_nearest, to_input_aspect
 from vidistill.eval.knn import weighted_knn_predict
 from vidistill.eval.metrics import segmentation_scores
 
@@ -46,7 +49,7 @@ class ProbeSettings:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     batchnorm: bool = True
-    label_size: int | None = None  # default: the encoder's input size
+    label_size: int | tuple[int, int] | None = None  # S or (H, W); default: the encoder's input size
     seed: int = 0
     extract_batch_size: int = 32
 
@@ -55,8 +58,9 @@ def _encoder_info(encoder: Encoder) -> dict:
     return {
         "encoder": str(encoder.source),
         "model": encoder.contract.model_name,
-        "image_size": encoder.image_size,
-        "train_image_size": encoder.contract.image_size,
+        "image_size": list(encoder.image_size),
+        "backend": encoder.backend,
+        "resize": encoder.contract.resize,
         "patch_size": encoder.patch_size,
         "grid": list(encoder.grid_size),
         "embed_dim": encoder.embed_dim,
@@ -65,7 +69,7 @@ def _encoder_info(encoder: Encoder) -> dict:
 
 def _features(encoder: Encoder, images: list[Path], batch_size: int, desc: str) -> torch.Tensor:
     _, patches = encoder.extract(
-        (read_rgb(p) for p in images), batch_size=batch_size, total=len(images), desc=desc, dtype=CACHE_DTYPE
+        (to_input_aspect(encoder, read_rgb(p)) for p in images), batch_size=batch_size, total=len(images), desc=desc, dtype=CACHE_DTYPE
     )
     return encoder.patch_maps(patches)
 
@@ -88,16 +92,16 @@ def segmentation_probe(
     t0 = time.perf_counter()
     train, val = dense_split(data, "training"), dense_split(data, "validation")
     _log_sizes(train, val)
-    label_size = settings.label_size or encoder.image_size
-    train_labels = [read_label_map(p) for p in train.targets]
-    val_labels = [read_label_map(p) for p in val.targets]
+    label_size = as_hw(settings.label_size or encoder.image_size)
+    train_labels = [to_input_aspect(encoder, read_label_map(p), label=True) for p in train.targets]
+    val_labels = [to_input_aspect(encoder, read_label_map(p), label=True) for p in val.targets]
     seen = max(int(lab.max()) for lab in train_labels + val_labels)
     n_cls = int(num_classes or seen)
     if n_cls < 1:
         raise VidistillError(f"{data}: every annotation pixel is 0 (ignore); no class to probe")
     if num_classes and seen > num_classes:
         log.warning("labels up to %d seen but --num-classes %d: higher labels are ignored", seen, num_classes)
-    y_train = torch.stack([_ade_targets(resize_square(lab.astype(np.uint16), label_size, nearest=True), n_cls)
+    y_train = torch.stack([_ade_targets(resize_nearest(lab.astype(np.uint16), label_size), n_cls)
                            for lab in train_labels])
     y_val = [_ade_targets(lab, n_cls) for lab in val_labels]
 
@@ -119,11 +123,11 @@ def segmentation_probe(
         "task": "segmentation",
         "data": str(data),
         **_encoder_info(encoder),
-        "label_size": label_size,
+        "label_size": list(label_size),
         "num_classes": n_cls,
         "train_images": len(train),
         "val_images": len(val),
-        "settings": asdict(settings) | {"label_size": label_size},
+        "settings": asdict(settings) | {"label_size": list(label_size)},
         "miou": pct(scores["miou"]),
         "pixel_accuracy": pct(scores["pixel_accuracy"]),
         "classes_scored": scores["classes_scored"],
@@ -140,10 +144,10 @@ def depth_probe(encoder: Encoder, data: str | Path, settings: ProbeSettings) -> 
     t0 = time.perf_counter()
     train, val = dense_split(data, "training", "depth"), dense_split(data, "validation", "depth")
     _log_sizes(train, val)
-    label_size = settings.label_size or encoder.image_size
-    d_train = torch.stack([torch.from_numpy(resize_square(read_depth_map(p), label_size, nearest=True))
-                           for p in train.targets])
-    d_val = [torch.from_numpy(read_depth_map(p)) for p in val.targets]
+    label_size = as_hw(settings.label_size or encoder.image_size)
+    depth = lambda p: to_input_aspect(encoder, read_depth_map(p), label=True)  # noqa: E731
+    d_train = torch.stack([torch.from_numpy(resize_nearest(depth(p), label_size)) for p in train.targets])
+    d_val = [torch.from_numpy(depth(p)) for p in val.targets]
     if not (d_train > 0).any():
         raise VidistillError(f"{data}: no valid (non-zero) depth pixel in depth/training/")
     if not any((d > 0).any() for d in d_val):
@@ -164,10 +168,10 @@ def depth_probe(encoder: Encoder, data: str | Path, settings: ProbeSettings) -> 
         "task": "depth",
         "data": str(data),
         **_encoder_info(encoder),
-        "label_size": label_size,
+        "label_size": list(label_size),
         "train_images": len(train),
         "val_images": len(val),
-        "settings": asdict(settings) | {"label_size": label_size},
+        "settings": asdict(settings) | {"label_size": list(label_size)},
         "rmse": scores["rmse"],
         "rmse_log": scores["rmse_log"],
         "abs_rel": scores["abs_rel"],
@@ -188,7 +192,7 @@ def knn_eval(
 
     def cls_features(paths: list[Path], desc: str) -> torch.Tensor:
         feats, _ = encoder.extract(
-            (read_rgb(p) for p in paths), batch_size=extract_batch_size, total=len(paths), desc=desc
+            (to_input_aspect(encoder, read_rgb(p)) for p in paths), batch_size=extract_batch_size, total=len(paths), desc=desc
         )
         return feats
 

@@ -1,8 +1,10 @@
 """Where frames come from: one module per input format behind the one :class:`VideoSource` contract.
 
-Modules: :mod:`.base` (the contract and the damage policy), :mod:`.video_file` (mp4/mkv/...),
-:mod:`.frame_folder` (a folder of images), :mod:`.jpeg_cache` (what ``vidistill extract`` writes),
-:mod:`.lerobot` (LeRobot v2.x / v3.0 datasets), :mod:`.discovery` (which format a path holds).
+Modules: :mod:`.base` (the contract and the damage policy), :mod:`.video_file` (mp4/mkv/...,
+PyAV), :mod:`.frame_folder` (a folder of images), :mod:`.jpeg_cache` (what ``vidistill extract``
+writes), :mod:`.lerobot` (LeRobot v2.x / v3.0 datasets; image features via
+:mod:`.parquet_images`), :mod:`.rosbag` (ROS 1/2 bags), :mod:`.hdf5` (HDF5 episodes),
+:mod:`.handles` (per-process LRU of open files), :mod:`.discovery` (which format a path holds).
 Adding a format = one new module that defines ``FORMAT = Format(...)`` + one line in
 ``discovery.FORMATS``.
 

@@ -206,7 +206,9 @@ def _video_sources(root: Path, name: str, info: dict[str, Any], camera: str, epi
         if isinstance(index, VideoError):
             notes.append(f"{camera}: episode {ep.index}: {index}")
             continue
-        fps = index.fps or float(info["fps"])
+        # The rate LeRobot computed from_timestamp with (the feature's, else the dataset's), not
+        # the container's average (an estimate on concatenated files).
+        fps = float((info["features"][camera].get("info") or {}).get("video.fps") or info["fps"] or index.fps)
         first = round(float(ep.row.get(f"videos/{camera}/from_timestamp") or 0.0) * fps) if v3 else 0
         src = VideoFileSource(path, f"{name}/{camera}/episode_{ep.index:06d}", options.max_side, camera=camera,
                               episode=str(ep.index), index=index, first=first, length=ep.length)

@@ -4,14 +4,15 @@ sqlite3 ``.db3`` or ``.mcap`` files, or a bare ``.db3`` / ``.mcap``), read witho
 
 A bag is one episode; each topic of ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage`` is a
 camera and one source, its frames the topic's messages in recording order (a dropped frame is
-simply not there: strides count messages within the topic). Discovery reads the bag once and
-keeps each topic's message timestamps; ``read(i)`` then asks the bag for the messages of that
-topic in the 1 ns window at timestamp ``i`` (the bag's own index finds the chunk).
+simply not there: strides count messages within the topic). Discovery indexes each topic once:
+a ROS 1 bag from its own index (message times), read(i) then asks the bag for that topic's
+messages in the 1 ns window at timestamp i; a sqlite3 bag the same after one pass over its image
+messages; an MCAP file (bare or the one file of a rosbag2 folder) by one pass recording where
+each message lies, read(i) then seeks there (:mod:`.mcap_index`).
 
 Depth topics are skipped (reported by ``vidistill info``); an encoding we cannot convert to RGB is
 an error naming it when nothing else in the bag trains. A truncated MCAP file (recording cut
-off) trains on the messages before the cut (:mod:`.mcap_salvage`), with a warning saying how much
-was lost.
+off) trains on the messages before the cut, with a warning saying how much was lost.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from vidistill.data.sources import mcap_salvage, ros_image
+from vidistill.data.sources import mcap_index, ros_image
 from vidistill.data.sources.base import Format, Opened, OpenOptions, VideoSource, natural_key
 from vidistill.data.sources.handles import OpenFiles
 from vidistill.errors import VideoError
@@ -76,33 +77,20 @@ class _Reader:
         self._bag.close()
 
 
-class _SalvageReader:
-    """Raw messages of a truncated MCAP by their location in the file (see :mod:`.mcap_salvage`)."""
-
-    def __init__(self, path: str):
-        self._file = mcap_salvage.SalvageReader(path)
-
-    def raw(self, chunk_offset: int, offset: int, length: int) -> bytes:
-        return self._file.read(chunk_offset, offset, length)
-
-    def close(self) -> None:
-        self._file.close()
-
-
 _OPEN = OpenFiles(MAX_OPEN_BAGS)
 
 
 # ==================================================================================== source
 class RosbagSource(VideoSource):
     """One image topic of one bag. ``locations``: per frame, where its message is: (timestamp,
-    rank among messages of the topic with that timestamp), or in a salvaged MCAP (chunk offset,
-    offset, length)."""
+    rank among messages of the topic with that timestamp), or in an MCAP file read by offsets
+    (chunk offset, offset, length)."""
 
     kind = "rosbag"
 
     def __init__(self, path: str, name: str, max_side: int, *, episode: str, topic: str, msgtype: str,
                  kind: ros_image.ImageKind, locations: np.ndarray, fps: float, size: tuple[int, int], ros1: bool,
-                 salvaged: bool):
+                 by_offset: bool):
         super().__init__(path, name, max_side, camera=topic, episode=episode)
         self.topic, self.msgtype, self.codec = topic, msgtype, kind.codec
         self.channel_order = kind.channel_order
@@ -110,7 +98,7 @@ class RosbagSource(VideoSource):
         self.num_frames = len(locations)
         self.fps = fps
         self.native_size = size
-        self.ros1, self.salvaged = ros1, salvaged
+        self.ros1, self.by_offset = ros1, by_offset
         self._reset_process_state()
 
     def _process_local(self) -> tuple[str, ...]:
@@ -124,9 +112,8 @@ class RosbagSource(VideoSource):
         return {**super().describe(), "codec": self.codec, "topic": self.topic}
 
     def _raw(self, index: int) -> bytes | None:
-        if self.salvaged:
-            reader = _OPEN.get(self.path, _SalvageReader)
-            return reader.raw(*(int(x) for x in self.locations[index]))
+        if self.by_offset:
+            return _OPEN.get(self.path, mcap_index.McapReader).read(*(int(x) for x in self.locations[index]))
         stamp, rank = (int(x) for x in self.locations[index])
         return _OPEN.get(self.path, _Reader).raw(self.topic, stamp, rank)
 
@@ -183,11 +170,17 @@ class _Topic:
 
     def __init__(self, msgtype: str):
         self.msgtype = msgtype
-        self.rows: list[tuple[int, ...]] = []  # (timestamp, location in a salvaged MCAP...)
+        self.rows: list[tuple[int, ...]] = []  # (timestamp, location in an MCAP file...)
         self.kind: ros_image.ImageKind | None = None
         self.size = (0, 0)
 
-    def first(self, msg: Any) -> None:
+    def first(self, data: bytes, deserialize: Callable[[bytes, str], Any]) -> None:
+        """Learn the topic's encoding and size from its first message."""
+        try:
+            msg = deserialize(data, self.msgtype)
+        except Exception:  # a corrupt or foreign message: say so instead of a traceback
+            self.kind = ros_image.ImageKind(False, "?", reason=f"its first message is not a readable {self.msgtype}")
+            return
         self.kind = ros_image.classify(self.msgtype, msg)
         if self.kind.usable:
             frame = ros_image.decode(self.msgtype, msg)
@@ -211,7 +204,7 @@ def _index_ros1(bag: Any, conns: list[Any], topics: dict[str, _Topic], deseriali
             first = min(row[0] for row in topic.rows)
             topic_conns = [c for c in conns if c.topic == name]
             conn, _, data = next(bag.messages(connections=topic_conns, start=first, stop=first + 1))
-            topic.first(deserialize(data, conn.msgtype))
+            topic.first(data, deserialize)
     return True
 
 
@@ -230,22 +223,22 @@ def _index_bag(path: Path, wanted: Callable[[str], bool]) -> tuple[dict[str, _To
             for conn, stamp, data in bag.messages(connections=conns) if conns else ():  # () = all topics
                 topic = topics[conn.topic]
                 if topic.kind is None:
-                    topic.first(deserialize(data, conn.msgtype))
+                    topic.first(data, deserialize)
                 topic.rows.append((stamp,))
             return topics, everything, not bag.is2
     except rosbags.highlevel.AnyReaderError as e:
         raise VideoError(f"{path}: not a readable ROS bag ({e})") from None
 
 
-def _index_salvage(path: Path, wanted: Callable[[str], bool]) -> tuple[dict[str, _Topic], dict[str, str],
-                                                                     mcap_salvage.Salvage]:
-    """Like :func:`_index_bag` for a truncated MCAP, from the records before the cut."""
+def _index_mcap(path: Path, wanted: Callable[[str], bool]) -> tuple[dict[str, _Topic], dict[str, str],
+                                                                  mcap_index.McapIndex]:
+    """Like :func:`_index_bag` for an MCAP file, by where each message lies (up to a cut, if any)."""
     try:
-        found = mcap_salvage.scan(path)
+        found = mcap_index.scan(path)
     except (OSError, ValueError) as e:
         raise VideoError(f"{path}: not a readable MCAP file ({e})") from None
     deserialize = _typestore(ros1=False)
-    reader = mcap_salvage.SalvageReader(str(path))
+    reader = mcap_index.McapReader(str(path))
     topics: dict[str, _Topic] = {}
     try:
         for cid, rows in found.messages.items():
@@ -254,7 +247,7 @@ def _index_salvage(path: Path, wanted: Callable[[str], bool]) -> tuple[dict[str,
                 continue
             topic = topics.setdefault(found.topics[cid], _Topic(msgtype))
             if topic.kind is None:
-                topic.first(deserialize(reader.read(*(int(x) for x in rows[0, 1:])), msgtype))
+                topic.first(reader.read(*(int(x) for x in rows[0, 1:])), deserialize)
             topic.rows.extend(map(tuple, rows.tolist()))
     finally:
         reader.close()
@@ -263,22 +256,11 @@ def _index_salvage(path: Path, wanted: Callable[[str], bool]) -> tuple[dict[str,
 
 
 def _mcap_of(path: Path) -> Path | None:
-    """The one MCAP file a path is or holds (rosbag2 folder), where salvage can apply."""
+    """The one MCAP file a path is or holds (a rosbag2 folder of one file): read by offsets."""
     if path.is_file():
         return path if path.suffix.lower() == ".mcap" else None
     files = sorted(path.glob("*.mcap"), key=lambda p: natural_key(p.name))
     return files[0] if len(files) == 1 else None
-
-
-def _is_truncated_mcap(path: Path) -> bool:
-    mcap = _mcap_of(path)
-    if mcap is None:
-        return False
-    with mcap.open("rb") as f:
-        head = f.read(len(mcap_salvage.MAGIC))
-        f.seek(max(0, mcap.stat().st_size - len(mcap_salvage.MAGIC)))
-        tail = f.read()
-    return head == mcap_salvage.MAGIC and tail != mcap_salvage.MAGIC
 
 
 def _recorded_counts(mcap: Path) -> dict[str, int]:
@@ -294,8 +276,8 @@ def _recorded_counts(mcap: Path) -> dict[str, int]:
         return {}
 
 
-def _warn_salvaged(path: Path, salvage: mcap_salvage.Salvage, sources: list[VideoSource]) -> None:
-    recorded = _recorded_counts(Path(salvage.path))
+def _warn_truncated(index: mcap_index.McapIndex, sources: list[VideoSource]) -> None:
+    recorded = _recorded_counts(Path(index.path))
     parts = []
     for src in sources:
         total = recorded.get(src.camera)
@@ -303,7 +285,7 @@ def _warn_salvaged(path: Path, salvage: mcap_salvage.Salvage, sources: list[Vide
         parts.append(f"{src.camera}: {len(src)}" + (f" of {total}" if total else "") + f" frames ({seconds:.1f} s)")
     log.warning(
         "%s: truncated MCAP file (recording cut off?): training on what was written before the cut: %s; "
-        "everything after it is lost%s", salvage.path, "; ".join(parts),
+        "everything after it is lost%s", index.path, "; ".join(parts),
         "" if recorded else " (no metadata.yaml says how much was recorded)",
     )
 
@@ -321,11 +303,10 @@ def _open(path: Path, name: str, options: OpenOptions) -> Opened:
     def wanted(topic: str) -> bool:  # index only the cameras asked for: the pass reads every image
         return not options.cameras or topic in options.cameras
 
-    salvage = None
-    if _is_truncated_mcap(path):
-        mcap = _mcap_of(path)
-        assert mcap is not None
-        topics, everything, salvage = _index_salvage(mcap, wanted)
+    mcap = _mcap_of(path)
+    index = None
+    if mcap is not None:
+        topics, everything, index = _index_mcap(mcap, wanted)
         ros1, source_path = False, str(mcap)
     else:
         topics, everything, ros1 = _index_bag(path, wanted)
@@ -336,7 +317,8 @@ def _open(path: Path, name: str, options: OpenOptions) -> Opened:
         raise VideoError(
             f"{path}: no image topics (sensor_msgs/Image or CompressedImage) in this bag; its topics: {listing}"
         )
-    detail = _storage(path) + (", truncated" if salvage is not None else "")
+    truncated = index is not None and not index.complete
+    detail = _storage(path) + (", truncated" if truncated else "")
     sources: list[VideoSource] = []
     skipped: list[str] = []
     for topic_name in sorted(topics):
@@ -350,18 +332,19 @@ def _open(path: Path, name: str, options: OpenOptions) -> Opened:
             skipped.append(f"{name}:{topic_name}: {topic.kind.reason}")
             continue
         rows = np.asarray(topic.rows, np.int64)
-        rows = rows[np.argsort(rows[:, 0], kind="stable")]  # record order (salvage: channels merged)
+        rows = rows[np.argsort(rows[:, 0], kind="stable")]  # time order (MCAP: channels of a topic merged)
         stamps = rows[:, 0]
-        locations = np.stack([stamps, _ranks(stamps)], axis=1) if salvage is None else rows[:, 1:]
+        locations = np.stack([stamps, _ranks(stamps)], axis=1) if index is None else rows[:, 1:]
         sources.append(RosbagSource(
             source_path, f"{name}:{topic_name}", options.max_side, episode=name, topic=topic_name,
             msgtype=topic.msgtype, kind=topic.kind, locations=locations, fps=_fps(stamps), size=topic.size,
-            ros1=ros1, salvaged=salvage is not None,
+            ros1=ros1, by_offset=index is not None,
         ))
     if not sources and topics:  # image topics were asked for (or all were), and none can train
         raise VideoError(f"{path}: no usable image topic ({'; '.join(skipped)})")
-    if salvage is not None and sources:
-        _warn_salvaged(path, salvage, sources)
+    if truncated and sources:
+        assert index is not None
+        _warn_truncated(index, sources)
     return Opened(sources, skipped, cameras, detail)
 
 

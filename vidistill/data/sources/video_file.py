@@ -73,7 +73,10 @@ def _av() -> Any:
         import av
     except ImportError:  # a default dependency; only a broken install lands here
         raise VideoError("reading video files needs PyAV: pip install av") from None
-    av.logging.set_level(av.logging.PANIC)  # corrupt packets are reported by us, once per source
+    # PyAV's default log level (None) installs no Python log callback. Never set one: FFmpeg's
+    # decoder threads would then need the GIL to log, and closing a frame-threaded decoder (which
+    # waits for them while holding the GIL) deadlocks (observed: H.264 probe hung in
+    # avcodec_free_context). Damage is reported by this module, once per source.
     return av
 
 
@@ -205,7 +208,10 @@ def probe_video(path: str | os.PathLike) -> VideoIndex:
                 f"lacks. {INSTALL_HINT})"
             )
         index.height, index.width = first.shape[:2]
-        if declared > len(index) or not _last_frame_decodes(decoder, index):
+        # The header's count is checked against the packets found; only when they disagree (a cut
+        # file) or the header has none (mkv, webm) is the tail decoded: a LeRobot v2 dataset has
+        # thousands of files, and decoding each one's last GOP would dominate start-up.
+        if declared > len(index) or (declared == 0 and not _last_frame_decodes(decoder, index)):
             _drop_undecodable_tail(decoder, index)
     finally:
         decoder.close()

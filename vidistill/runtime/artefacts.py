@@ -15,17 +15,19 @@ from pathlib import Path
 
 from vidistill.contract import EncoderContract
 from vidistill.errors import CheckpointError
-from vidistill.export.defaults import (
+
+from .names import (
+    CHECKPOINT_NAME,
     CONFIG_NAME,
     CONTRACT_KEY,
     ENGINE_NAME,
+    EXPORT_DIR,
     MANIFEST_NAME,
+    METADATA_KEY,
     ONNX_NAME,
     SAFETENSORS_NAME,
 )
-from vidistill.export.defaults import METADATA_KEY as ONNX_METADATA_KEY
-
-CHECKPOINT_NAME = "checkpoint.pt"
+from .ort import contract_from_metadata, read_onnx_metadata
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def find_artefacts(path: str | Path) -> Artefacts:
                                   ".safetensors or .pt, or a folder)")
         return Artefacts(path=path, **{key: path})
     found = _scan_folder(path)
-    export = path / "export"  # `vidistill export` writes <run folder>/export by default
+    export = path / EXPORT_DIR
     if export.is_dir():
         sub = _scan_folder(export)
         found = Artefacts(
@@ -89,16 +91,27 @@ def find_artefacts(path: str | Path) -> Artefacts:
         )
     return found
 
-def _contract_from_json_file(path: Path) -> EncoderContract | None:
-    if not path.is_file():
-        return None
+
+def read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: cannot be read as JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def _contract_from_json_file(path: Path) -> EncoderContract | None:
+    if not path.is_file():
+        return None
+    data = read_json(path)
     for candidate in (data.get(CONTRACT_KEY), data.get("contract"), (data.get("pretrained_cfg") or {}).get(CONTRACT_KEY)):
         if isinstance(candidate, dict):
-            return EncoderContract.from_dict(candidate)
+            try:
+                return EncoderContract.from_dict(candidate)
+            except (TypeError, ValueError) as e:
+                raise CheckpointError(f"{path}: the '{CONTRACT_KEY}' entry is not a valid encoder contract: {e}") from None
     return None
 
 
@@ -111,26 +124,6 @@ def contract_from_folder(folder: Path) -> EncoderContract | None:
     return None
 
 
-def contract_from_onnx_metadata(metadata: dict[str, str], source: Path) -> EncoderContract | None:
-    raw = metadata.get(ONNX_METADATA_KEY)
-    if raw is None:
-        return None
-    try:
-        return EncoderContract.from_json(raw)
-    except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{source}: metadata {ONNX_METADATA_KEY!r} is not a valid encoder contract: {e}") from None
-
-
-def read_onnx_metadata(onnx_path: Path) -> dict[str, str]:
-    """metadata_props of an ONNX file, read with the ``onnx`` package (without weights) if installed."""
-    try:
-        import onnx
-    except ImportError:
-        return {}
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
-
-
 def contract_for_engine(engine: Path) -> EncoderContract:
     """A TensorRT engine carries no metadata: its contract comes from the files beside it."""
     folder = engine.parent
@@ -139,11 +132,11 @@ def contract_for_engine(engine: Path) -> EncoderContract:
     if contract is None:
         onnx_path = _one(folder, ONNX_NAME, "*.onnx")
         if onnx_path is not None:
-            contract = contract_from_onnx_metadata(read_onnx_metadata(onnx_path), onnx_path)
+            contract = contract_from_metadata(read_onnx_metadata(onnx_path), onnx_path)
     if contract is None:
         raise CheckpointError(
             f"{engine}: no encoder contract found beside this TensorRT engine (expected {CONFIG_NAME} or "
-            f"{MANIFEST_NAME} with a '{CONTRACT_KEY}' entry, or {ONNX_NAME} with '{ONNX_METADATA_KEY}' "
+            f"{MANIFEST_NAME} with a '{CONTRACT_KEY}' entry, or {ONNX_NAME} with '{METADATA_KEY}' "
             "metadata): keep the engine in its export folder"
         )
     return contract

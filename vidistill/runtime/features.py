@@ -78,10 +78,6 @@ class Features:
         """(N, D) mean of the patch tokens (often a better global descriptor than [CLS])."""
         return self.patch_tokens.mean(axis=1) if _is_numpy(self.patch_tokens) else self.patch_tokens.mean(dim=1)
 
-    def tokens(self) -> Any:
-        """(N, P, D) patch tokens (the attribute, as a method for symmetry with :meth:`select`)."""
-        return self.patch_tokens
-
     def select(self, output: str) -> Any:
         """One of ``"grid"`` (N, D, h, w), ``"tokens"`` (N, P, D), ``"cls"`` (N, D), ``"pooled"`` (N, D)."""
         if output == "grid":

@@ -1,9 +1,10 @@
 """TensorRT backend: runs a serialised ``encoder.engine`` (TensorRT 10 API, ``execute_async_v3``).
 
-GPU buffers come from torch (CUDA build) when it is installed, else from cuda-python
-(``pip install cuda-python``), so a robot can run the engine without torch. Engines are
-specific to the GPU model and TensorRT version that built them: rebuild them on the robot with
-``vidistill export --tensorrt`` when loading fails.
+One availability probe (:func:`tensorrt_problem`) and one runner (:class:`TensorRTEncoder`),
+used by the adapters and by export's engine verification alike. GPU buffers come from torch
+(CUDA build) when it is installed, else from cuda-python (``pip install cuda-python``), so a
+robot can run the engine without torch. Engines are specific to the GPU model and TensorRT
+version that built them: rebuild them on the robot with ``vidistill export --trt``.
 """
 
 from __future__ import annotations
@@ -13,33 +14,39 @@ from typing import Any
 
 import numpy as np
 
+from vidistill.contract import EncoderContract
 from vidistill.errors import CheckpointError
 
 from .artefacts import contract_for_engine
 from .encoder import Encoder
 from .errors import MissingBackendError
 
-INSTALL_TRT = "pip install tensorrt (`pip install vidistill[trt]`; needs an NVIDIA GPU and driver)"
+INSTALL_TRT = "pip install tensorrt (`pip install 'vidistill[trt]'`, TensorRT 10) on a machine with an NVIDIA GPU and CUDA"
 
 
-def import_tensorrt() -> Any:
-    try:
-        import tensorrt
-    except ImportError:
-        raise MissingBackendError(f"the TensorRT backend needs TensorRT, which is not installed: {INSTALL_TRT}") from None
-    return tensorrt
-
-
-def tensorrt_usable() -> bool:
-    """TensorRT importable and a CUDA device visible (through torch or cuda-python)."""
+def tensorrt_problem() -> str | None:
+    """Why no engine can run here, or None when TensorRT and a CUDA device are usable."""
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        return False
+        return "TensorRT is not installed"
+    except Exception as e:  # a broken install (missing CUDA libraries) raises OSError & co.
+        return f"TensorRT cannot be imported ({type(e).__name__}: {e})"
     try:
-        return _TorchBuffers.available() or _CudartBuffers.available()
-    except Exception:
-        return False
+        if _TorchBuffers.available() or _CudartBuffers.available():
+            return None
+    except Exception as e:
+        return f"no CUDA device could be queried ({type(e).__name__}: {e})"
+    return "no CUDA GPU is visible (through torch or cuda-python)"
+
+
+def import_tensorrt() -> Any:
+    problem = tensorrt_problem()
+    if problem:
+        raise MissingBackendError(f"the TensorRT backend cannot run here: {problem}: {INSTALL_TRT}")
+    import tensorrt
+
+    return tensorrt
 
 
 class _TorchBuffers:
@@ -150,26 +157,21 @@ class _CudartBuffers:
 
 
 class TensorRTEncoder(Encoder):
-    """A deserialised TensorRT engine with the contract's I/O names and a dynamic batch profile."""
+    """A deserialised TensorRT engine with the contract's I/O names and a dynamic batch profile.
+
+    ``contract``: the engine's contract when it is not beside it (export verifies a staged engine).
+    """
 
     backend = "tensorrt"
 
-    def __init__(self, engine_path: str | Path, device: str | None = None) -> None:
+    def __init__(self, engine_path: str | Path, device: str | None = None, contract: EncoderContract | None = None) -> None:
         trt = import_tensorrt()
         engine_path = Path(engine_path)
-        contract = contract_for_engine(engine_path)
+        contract = contract or contract_for_engine(engine_path)
         device = device or "cuda"
         if not device.startswith("cuda"):
             raise ValueError(f"the TensorRT backend runs on CUDA only, got device={device!r}")
-        if _TorchBuffers.available():
-            self._io: Any = _TorchBuffers(device)
-        elif _CudartBuffers.available():
-            self._io = _CudartBuffers(device)
-        else:
-            raise MissingBackendError(
-                "the TensorRT backend needs a CUDA device reachable through torch (CUDA build) or "
-                "cuda-python (`pip install cuda-python`); none is usable here"
-            )
+        self._io: Any = _TorchBuffers(device) if _TorchBuffers.available() else _CudartBuffers(device)
         super().__init__(contract, device, str(engine_path))
         self._trt = trt
         self._logger = trt.Logger(trt.Logger.WARNING)

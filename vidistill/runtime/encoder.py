@@ -3,21 +3,24 @@
 ``encode(images) -> Features`` always returns a batch (a single image gives a batch of one).
 By default the arrays are numpy float32 whatever the backend, so code written against the ONNX
 backend keeps working when the TensorRT or torch backend is swapped in; ``as_tensor=True``
-returns torch tensors instead (kept on the GPU by the torch backend).
+returns torch tensors instead (kept on the GPU by the torch backend). ``run(pixels)`` is the
+network alone on already-preprocessed input: what export's parity checks measure.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
 from vidistill.contract import EncoderContract
+from vidistill.errors import VidistillError
 
-from .features import Features
-from .preprocess import ImageBatch, as_image_batch, preprocess_numpy
+from .features import Features, tokens_to_grid
+from .preprocess import ImageBatch, as_image_batch, describe_rule, is_torch, preprocess_numpy
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +28,8 @@ log = logging.getLogger(__name__)
 class Encoder(ABC):
     """A frozen image encoder served from an artefact. Build one with :func:`load_encoder`.
 
-    Preprocessing (size, mean/std, channel order) comes from :attr:`contract`, which is read from
-    the artefact itself, never from the caller.
+    Preprocessing (size, resize rule, mean/std, channel order) comes from :attr:`contract`, which
+    is read from the artefact itself, never from the caller.
     """
 
     backend: str = "?"
@@ -51,7 +54,8 @@ class Encoder(ABC):
         return self._contract.patch_size
 
     @property
-    def image_size(self) -> int:
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the network input."""
         return self._contract.image_size
 
     @property
@@ -72,7 +76,7 @@ class Encoder(ABC):
 
     # -- encoding ------------------------------------------------------------------------------
     def encode(self, images: Any, *, as_tensor: bool = False) -> Features:
-        """Encode RGB images (see :mod:`vidistill.robot_adapters.preprocess` for the accepted forms).
+        """Encode RGB images (see :mod:`vidistill.runtime.preprocess` for the accepted forms).
 
         Returns :class:`Features` with ``cls`` (N, D) and ``patch_tokens`` (N, P, D): numpy float32
         by default, torch tensors with ``as_tensor=True``.
@@ -94,16 +98,49 @@ class Encoder(ABC):
     __call__ = encode
 
     def preprocess(self, images: Any) -> np.ndarray:
-        """The exact (N, 3, S, S) float32 network input for ``images`` (for debugging and parity)."""
+        """The exact (N, 3, H, W) float32 network input for ``images`` (for debugging and parity)."""
         return preprocess_numpy(as_image_batch(images), self._contract)
 
+    def run(self, pixels: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Preprocessed (N, 3, H, W) float32 -> (cls (N, D), patch_tokens (N, P, D)), numpy float32."""
+        if is_torch(pixels):
+            pixels = pixels.detach().cpu().numpy()
+        cls, tokens = self._run(np.ascontiguousarray(pixels, dtype=np.float32))
+        return _to_numpy(cls), _to_numpy(tokens)
+
+    def extract(
+        self, images: Iterable[Any], batch_size: int = 32, total: int | None = None, desc: str = "features",
+        dtype: Any = None,
+    ) -> tuple[Any, Any]:
+        """Features of many images, read lazily and encoded in batches: ([CLS] (N, D), patch tokens
+        (N, P, D)) as CPU torch tensors in ``dtype`` (default float32; float16 halves the memory of
+        a cached probe training set)."""
+        import torch
+        from tqdm import tqdm
+
+        dtype = dtype or torch.float32
+        cls_out, patch_out = [], []
+        with tqdm(total=total, desc=desc, unit="img", disable=None, leave=False) as bar:
+            for batch in _batched(images, batch_size):
+                f = self.encode(batch, as_tensor=True)
+                cls_out.append(f.cls.to("cpu", dtype))
+                patch_out.append(f.patch_tokens.to("cpu", dtype))
+                bar.update(len(batch))
+        if not cls_out:
+            raise VidistillError("no images to extract features from")
+        return torch.cat(cls_out), torch.cat(patch_out)
+
+    def patch_maps(self, patches: Any) -> Any:
+        """(N, P, D) row-major patch tokens -> (N, D, h, w) feature maps."""
+        return tokens_to_grid(patches, self.grid_size)
+
     def _forward(self, batch: ImageBatch) -> tuple[Any, Any]:
-        """Default path: numpy preprocessing, then the backend's :meth:`_run`."""
+        """Default path: host preprocessing, then the backend's :meth:`_run`."""
         return self._run(preprocess_numpy(batch, self._contract))
 
     @abstractmethod
     def _run(self, pixels: np.ndarray) -> tuple[Any, Any]:
-        """(N, 3, S, S) normalised float32 -> (cls (N, D), patch_tokens (N, P, D))."""
+        """(N, 3, H, W) normalised float32 -> (cls (N, D), patch_tokens (N, P, D))."""
 
     def close(self) -> None:
         """Release backend resources (sessions, engines, GPU buffers). Backends override this."""
@@ -132,13 +169,24 @@ class Encoder(ABC):
             return
         self._warned_resize = True
         sizes = ", ".join(f"{h}x{w}" for h, w in batch.sizes)
-        s = self.image_size
+        h, w = self.image_size
         log.warning(
-            "input images are %s (HxW) but the encoder expects %dx%d (from its contract): resizing "
-            "each image to %dx%d (cv2.INTER_AREA when shrinking, INTER_LINEAR when enlarging; aspect "
-            "ratio not kept). Feed %dx%d images to skip this. This warning is shown once per encoder.",
-            sizes, s, s, s, s, s, s,
+            "input images are %s (HxW) but the encoder takes %dx%d (from its contract): each image is %s "
+            "(the contract's rule, resize=%r). Feed %dx%d images, or export at your camera's aspect "
+            "(`vidistill export --image-size HxW`), to skip this. Shown once per encoder.",
+            sizes, h, w, describe_rule(self._contract), self._contract.resize, h, w,
         )
+
+
+def _batched(items: Iterable, n: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _to_numpy(x: Any) -> np.ndarray:

@@ -1,13 +1,12 @@
-"""Test data for the robot adapters: a random-init cpu-tiny checkpoint, an export folder built
-the way ``vidistill export`` lays it out, and tiny pixel environments.
+"""Test data for the runtime, export, eval and adapter tests: artefacts made by the REAL exporter
+(``vidistill.export.pipeline.export_checkpoint``, what ``vidistill export`` runs) from a
+random-init cpu-tiny checkpoint, built once per test session, and tiny pixel environments.
 
-Import the pytest fixtures into a test module with ``from adapter_fixtures import artefacts``.
-The artefacts are built once per test session (cached here) and take a few seconds.
+Import the pytest fixtures into a test module with ``from runtime_fixtures import artefacts``.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -20,91 +19,27 @@ IMAGE = 96  # cpu-tiny: ViT-Tiny/16 at 96 px, 6x6 grid, D=192
 _CACHE: dict[str, Path] = {}
 
 
-def export_onnx(backbone, contract, path: Path) -> Path:
-    """``encoder.onnx`` with the export layout: ``pixels`` -> ``cls``, ``patch_tokens``, dynamic batch."""
-    import onnx
-    import timm
-    import torch
+def export_run(checkpoint: Path, output: Path, **options) -> Path:
+    """``vidistill export CHECKPOINT --output OUTPUT`` through its Python entry; the export folder."""
+    from vidistill.export.pipeline import ExportOptions, export_checkpoint
 
-    fixed = timm.create_model(
-        contract.model_name, pretrained=False, num_classes=0, img_size=contract.image_size, dynamic_img_size=False
-    )
-    fixed.load_state_dict(backbone.state_dict())
-    fixed.eval()
-
-    class Wrapper(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, pixels):
-            tokens = self.m.forward_features(pixels)
-            return tokens[:, 0], tokens[:, self.m.num_prefix_tokens :]
-
-    x = torch.randn(2, 3, contract.image_size, contract.image_size)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            Wrapper(fixed),
-            (x,),
-            str(path),
-            input_names=["pixels"],
-            output_names=["cls", "patch_tokens"],
-            dynamic_axes={"pixels": {0: "batch"}, "cls": {0: "batch"}, "patch_tokens": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    model = onnx.load(str(path))
-    entry = model.metadata_props.add()
-    entry.key, entry.value = "vidistill.contract", contract.to_json()
-    onnx.save(model, str(path))
-    return path
-
-
-def write_export_folder(backbone, contract, folder: Path, onnx: bool = True) -> Path:
-    """encoder.safetensors + config.json (timm cfg, contract under "vidistill") + encoder.onnx + manifest."""
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(folder / "encoder.safetensors"))
-    config = {
-        "architecture": contract.model_name,
-        "num_classes": 0,
-        "num_features": contract.embed_dim,
-        "pretrained_cfg": {
-            "input_size": [3, contract.image_size, contract.image_size],
-            "mean": list(contract.mean),
-            "std": list(contract.std),
-        },
-        "vidistill": contract.to_dict(),
-    }
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    files = ["encoder.safetensors", "config.json"]
-    if onnx:
-        export_onnx(backbone, contract, folder / "encoder.onnx")
-        files.append("encoder.onnx")
-    (folder / "manifest.json").write_text(json.dumps({"files": files, "contract": contract.to_dict()}))
-    return folder
+    return export_checkpoint(ExportOptions(source=checkpoint, output=output, parity_batches=(2,), **options)).output
 
 
 def build_artefacts(root: Path) -> dict[str, Path]:
-    """{'run': run folder, 'checkpoint': .pt, 'export': export folder, 'onnx': .onnx}."""
-    from vidistill.checkpoint import load_teacher_backbone, write_random_init_checkpoint
+    """{'run': run folder (checkpoint only), 'checkpoint': .pt, 'export': its export folder, 'onnx': .onnx}."""
+    from vidistill.checkpoint import write_random_init_checkpoint
     from vidistill.config import build_config
 
-    cfg = build_config("cpu-tiny")
-    ckpt = write_random_init_checkpoint(cfg, root / "run")
-    backbone, contract, _ = load_teacher_backbone(ckpt)
-    export = write_export_folder(backbone, contract, root / "export")
+    ckpt = write_random_init_checkpoint(build_config("cpu-tiny"), root / "run")
+    export = export_run(ckpt, root / "export")
     return {"run": ckpt.parent, "checkpoint": ckpt, "export": export, "onnx": export / "encoder.onnx"}
 
 
 @pytest.fixture(scope="session")
 def artefacts(tmp_path_factory) -> dict[str, Path]:
     if not _CACHE:
-        _CACHE.update(build_artefacts(tmp_path_factory.mktemp("adapter_artefacts")))
+        _CACHE.update(build_artefacts(tmp_path_factory.mktemp("runtime_artefacts")))
     return dict(_CACHE)
 
 

@@ -1,4 +1,4 @@
-"""Image input: strict validation, one resize per image (cv2), one normalisation op per batch.
+"""Image input: strict validation, the contract's resize rule, one normalisation per batch.
 
 Accepted inputs (the dtype decides the layout, nothing is guessed from values):
 
@@ -11,10 +11,15 @@ Accepted inputs (the dtype decides the layout, nothing is guessed from values):
   rejected because it means the images are already normalised or still 0..255.
 
 Anything else (int64, RGBA, grayscale, HWC floats, CHW uint8) raises ValueError naming what was
-received and what is expected. Images whose size differs from the contract's ``image_size`` are
-resized to ``image_size x image_size`` (aspect ratio not kept, nothing cropped, so the whole
-field of view is seen) with ``cv2.INTER_AREA`` when shrinking and ``cv2.INTER_LINEAR`` when
-enlarging; then ``(x / 255 - mean) / std`` per channel, NCHW float32.
+received and what is expected.
+
+The resize rule is the contract's (``resize`` and ``interpolation``), the same for every backend,
+eval and the adapters: :func:`fit_box` says which part of the frame is used and where it lands
+(crop: the largest centred box of the encoder's aspect; letterbox: the whole frame, centred,
+the border 0 after normalisation; stretch: the whole frame to the whole input), then the kernel
+is PIL's antialiased bicubic (or bilinear) -- the one training's torchvision resize uses. Host
+arrays are resized by PIL itself (in float); torch tensors on their device by
+:func:`resize_matrix`, which computes PIL's coefficients, so both paths give the same numbers.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
 from vidistill.contract import EncoderContract
@@ -84,8 +88,8 @@ class ImageBatch:
     def torch(self) -> bool:
         return is_torch(self.data) or (isinstance(self.data, list) and bool(self.data) and is_torch(self.data[0]))
 
-    def needs_resize(self, image_size: int) -> bool:
-        return any(s != (image_size, image_size) for s in self.sizes)
+    def needs_resize(self, image_size: tuple[int, int]) -> bool:
+        return any(s != tuple(image_size) for s in self.sizes)
 
 
 def _check_one_array(x: Any) -> tuple[str, bool]:
@@ -172,42 +176,108 @@ def as_image_batch(images: Any) -> ImageBatch:
     return ImageBatch(data, layout, int(data.shape[0]), (_hw(data, layout),))
 
 
-def interpolation_for(src_hw: tuple[int, int], size: int) -> int:
-    """cv2.INTER_AREA when shrinking (anti-aliased), cv2.INTER_LINEAR when enlarging."""
-    return cv2.INTER_AREA if src_hw[0] >= size and src_hw[1] >= size else cv2.INTER_LINEAR
+# -- the resize rule ---------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=64)
-def resize_matrix(src: int, dst: int, area: bool) -> np.ndarray:
-    """(dst, src) float32 matrix ``R`` with ``resized = R_h @ image @ R_w.T`` (one axis at a time).
+@dataclass(frozen=True)
+class Placement:
+    """Source box ``[y0:y1, x0:x1]`` resized to ``(h, w)`` and pasted at ``(top, left)`` of the input."""
 
-    ``area=True`` reproduces cv2.INTER_AREA (each output pixel averages the input span it covers,
-    fractional pixels weighted by overlap); ``area=False`` reproduces cv2.INTER_LINEAR (half-pixel
-    centres, edge clamped). Used by the torch backend to resize on the GPU exactly like cv2.
-    """
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    top: int
+    left: int
+    h: int
+    w: int
+
+    @property
+    def fills(self) -> bool:
+        return self.top > 0 or self.left > 0
+
+
+def fit_box(src_hw: tuple[int, int], dst_hw: tuple[int, int], mode: str) -> Placement:
+    """Where a ``src_hw`` frame goes in a ``dst_hw`` input under ``mode`` (crop / letterbox / stretch)."""
+    sh, sw = int(src_hw[0]), int(src_hw[1])
+    dh, dw = int(dst_hw[0]), int(dst_hw[1])
+    if mode == "stretch" or sh * dw == sw * dh:
+        return Placement(0, sh, 0, sw, 0, 0, dh, dw)
+    if mode == "crop":
+        if sw * dh > sh * dw:  # wider than the input: keep the full height
+            cw = max(1, round(sh * dw / dh))
+            x0 = (sw - cw) // 2
+            return Placement(0, sh, x0, x0 + cw, 0, 0, dh, dw)
+        ch = max(1, round(sw * dh / dw))
+        y0 = (sh - ch) // 2
+        return Placement(y0, y0 + ch, 0, sw, 0, 0, dh, dw)
+    if mode == "letterbox":
+        if sw * dh > sh * dw:  # wider: full width, bands above and below
+            h = max(1, round(sh * dw / sw))
+            return Placement(0, sh, 0, sw, (dh - h) // 2, 0, h, dw)
+        w = max(1, round(sw * dh / sh))
+        return Placement(0, sh, 0, sw, 0, (dw - w) // 2, dh, w)
+    raise ValueError(f"resize mode {mode!r}: expected crop, letterbox or stretch")
+
+
+def _bicubic(x: np.ndarray) -> np.ndarray:
+    a = -0.5  # PIL's (and torch's antialiased) Keys cubic
+    x = np.abs(x)
+    return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1, np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
+
+
+def _bilinear(x: np.ndarray) -> np.ndarray:
+    return np.clip(1.0 - np.abs(x), 0.0, None)
+
+
+_KERNELS = {"bicubic": (_bicubic, 2.0), "bilinear": (_bilinear, 1.0)}
+
+
+@functools.lru_cache(maxsize=128)
+def resize_matrix(src: int, dst: int, interpolation: str = "bicubic") -> np.ndarray:
+    """(dst, src) float32 ``R`` with ``resized = R_h @ image @ R_w.T``: PIL's antialiased
+    coefficients (``precompute_coeffs`` in Pillow's Resample.c), so the device path computes
+    what PIL computes on the host."""
+    kernel, support = _KERNELS[interpolation]
     scale = src / dst
+    filterscale = max(scale, 1.0)
+    support *= filterscale
     mat = np.zeros((dst, src), dtype=np.float64)
     for i in range(dst):
-        if area:
-            lo, hi = i * scale, (i + 1) * scale
-            for j in range(int(np.floor(lo)), min(int(np.ceil(hi)), src)):
-                mat[i, j] = (min(hi, j + 1) - max(lo, j)) / scale
-        else:
-            x = max((i + 0.5) * scale - 0.5, 0.0)
-            j0 = int(np.floor(x))
-            w1 = x - j0
-            if j0 >= src - 1:
-                j0, w1 = src - 1, 0.0
-            mat[i, j0] += 1.0 - w1
-            if w1 > 0:
-                mat[i, j0 + 1] += w1
+        center = (i + 0.5) * scale
+        lo = max(int(center - support + 0.5), 0)
+        hi = min(int(center + support + 0.5), src)
+        j = np.arange(lo, hi)
+        w = kernel((j - center + 0.5) / filterscale)
+        total = w.sum()
+        mat[i, lo:hi] = w / total if total != 0 else w
     return mat.astype(np.float32)
 
 
-def _resize_hwc(img: np.ndarray, size: int) -> np.ndarray:
-    if img.shape[0] == size and img.shape[1] == size:
-        return img
-    return cv2.resize(np.ascontiguousarray(img), (size, size), interpolation=interpolation_for(img.shape[:2], size))
+def _pil_filter(interpolation: str) -> int:
+    from PIL import Image
+
+    return {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}[interpolation]
+
+
+def resize_host(img: np.ndarray, place: Placement, interpolation: str) -> np.ndarray:
+    """One HWC image: its ``place`` box resized to ``(place.h, place.w)``, float32 (PIL, per channel).
+
+    PIL's float ("F") path, not its 8-bit one: the 8-bit path rounds between its two passes and
+    picks their order itself, which a device implementation cannot follow exactly; in float
+    both paths compute the same numbers.
+    """
+    from PIL import Image
+
+    img = img[place.y0 : place.y1, place.x0 : place.x1]  # the box alone, as training crops it
+    if img.shape[:2] == (place.h, place.w):
+        return img.astype(np.float32)
+    size, resample = (place.w, place.h), _pil_filter(interpolation)
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c], dtype=np.float32), mode="F").resize(size, resample))
+        for c in range(img.shape[-1])
+    ]
+    return np.stack(channels, axis=-1)
 
 
 def normaliser(contract: EncoderContract, max_value: float) -> tuple[np.ndarray, np.ndarray]:
@@ -217,31 +287,56 @@ def normaliser(contract: EncoderContract, max_value: float) -> tuple[np.ndarray,
     return (1.0 / (max_value * std)).astype(np.float32), (-mean / std).astype(np.float32)
 
 
+def _normalise_into(out: np.ndarray, nchw: Any, scale: np.ndarray, bias: np.ndarray) -> None:
+    np.multiply(nchw, scale[:, None, None], out=out, casting="unsafe")
+    out += bias[:, None, None]
+
+
 def preprocess_numpy(batch: ImageBatch, contract: EncoderContract) -> np.ndarray:
-    """An :class:`ImageBatch` -> contiguous (N, 3, S, S) float32, normalised per the contract."""
-    size = contract.image_size
+    """An :class:`ImageBatch` -> contiguous (N, 3, H, W) float32 per the contract (host arrays)."""
+    h, w = contract.image_size
     data = batch.data
     if batch.torch:  # ORT / TensorRT take host arrays
         data = [t.detach().cpu().numpy() for t in data] if isinstance(data, list) else data.detach().cpu().numpy()
-    if batch.layout == HWC_UINT8:
-        if batch.needs_resize(size):
-            hwc = np.empty((batch.count, size, size, 3), dtype=np.uint8)
-            for i in range(batch.count):
-                hwc[i] = _resize_hwc(data[i], size)
-        else:
-            hwc = data
-        nchw = hwc.transpose(0, 3, 1, 2)  # a view of uint8: the float copy below does the layout
-        scale, bias = normaliser(contract, 255.0)
-    else:
-        if batch.needs_resize(size):
-            nchw = np.empty((batch.count, 3, size, size), dtype=np.float32)
-            for i in range(batch.count):
-                hwc = _resize_hwc(np.asarray(data[i], dtype=np.float32).transpose(1, 2, 0), size)
-                nchw[i] = hwc.transpose(2, 0, 1)
-        else:
-            nchw = data
-        scale, bias = normaliser(contract, 1.0)
-    out = np.empty((batch.count, 3, size, size), dtype=np.float32)
-    np.multiply(nchw, scale[:, None, None], out=out, casting="unsafe")
-    out += bias[:, None, None]
+    max_value = 255.0 if batch.layout == HWC_UINT8 else 1.0
+    scale, bias = normaliser(contract, max_value)
+    if not batch.needs_resize((h, w)):
+        out = np.empty((batch.count, 3, h, w), dtype=np.float32)
+        _normalise_into(out, data.transpose(0, 3, 1, 2) if batch.layout == HWC_UINT8 else data, scale, bias)
+        return out
+    out = np.zeros((batch.count, 3, h, w), dtype=np.float32)  # letterbox borders: 0 = the mean colour
+    for i in range(batch.count):
+        img = data[i] if batch.layout == HWC_UINT8 else np.asarray(data[i], np.float32).transpose(1, 2, 0)
+        place = fit_box(img.shape[:2], (h, w), contract.resize)
+        resized = resize_host(img, place, contract.interpolation)
+        region = out[i : i + 1, :, place.top : place.top + place.h, place.left : place.left + place.w]
+        _normalise_into(region, resized.transpose(2, 0, 1)[None], scale, bias)
+    return out
+
+
+def describe_rule(contract: EncoderContract) -> str:
+    """The contract's resize rule in words (for warnings and docs)."""
+    how = {"crop": "centre-cropped to its aspect, then resized", "letterbox": "resized to fit, borders filled",
+           "stretch": "resized (aspect not kept)"}[contract.resize]
+    return f"{how} with antialiased {contract.interpolation}"
+
+
+def fit_to_aspect(img: np.ndarray, dst_hw: tuple[int, int], mode: str, fill: Any = 0) -> np.ndarray:
+    """``img`` (H, W, ...) at its own resolution, cropped or padded (``fill``) to the aspect of
+    ``dst_hw`` exactly as :func:`fit_box` places it: what eval applies to images AND their label
+    maps, so a probe scores the region the encoder sees."""
+    h, w = img.shape[:2]
+    if mode == "stretch":
+        return img
+    if mode == "crop":
+        p = fit_box((h, w), dst_hw, mode)
+        return img[p.y0 : p.y1, p.x0 : p.x1]
+    dh, dw = int(dst_hw[0]), int(dst_hw[1])
+    if h * dw == w * dh:
+        return img
+    th, tw = (round(w * dh / dw), w) if w * dh > h * dw else (h, round(h * dw / dh))
+    out = np.empty((th, tw, *img.shape[2:]), dtype=img.dtype)
+    out[...] = fill
+    top, left = (th - h) // 2, (tw - w) // 2
+    out[top : top + h, left : left + w] = img
     return out

@@ -1,0 +1,50 @@
+"""One runtime for an exported (or checkpointed) encoder: load artefacts, run them, one preprocessing.
+
+Export's parity checks, ``vidistill eval`` and the robot adapters all go through here, so the
+numbers in ``manifest.json`` certify what a robot runs. Imports no training code; torch is
+needed only by the torch backend (an ONNX or TensorRT robot runs without it).
+
+Modules, one idea each: ``names`` (artefact file names, metadata keys), ``artefacts`` (find them,
+read the contract), ``preprocess`` (validation, the contract's resize rule, normalisation),
+``features`` (what an encoder returns), ``encoder`` (the interface), ``ort`` (the ONNX Runtime
+session factory), ``backend_onnx``, ``tensorrt`` (probe + runner), ``torch_model`` (the timm
+module from a contract at any size), ``checkpoints`` (read a training checkpoint),
+``backend_torch``, ``loader`` (``load_encoder``).
+
+    from vidistill.runtime import load_encoder
+    encoder = load_encoder("runs/x/export")        # TensorRT > ONNX Runtime > torch
+    feats = encoder.encode(frames_uint8_hwc)        # Features: cls (N, D), patch_tokens (N, P, D)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "load_encoder": "loader",
+    "choose_backend": "loader",
+    "Encoder": "encoder",
+    "Features": "features",
+    "tokens_to_grid": "features",
+    "grid_to_tokens": "features",
+    "MissingBackendError": "errors",
+    "find_artefacts": "artefacts",
+    "make_ort_session": "ort",
+    "tensorrt_problem": "tensorrt",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
