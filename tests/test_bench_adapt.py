@@ -1,0 +1,57 @@
+"""benchmarks/adapt/run.py end to end in --quick: every row trained, exported, probed; a rerun resumes.
+
+Asserts structure only: at this size nothing is expected to beat anything (not even the base
+over random init).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pybullet")
+
+RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "adapt" / "run.py"
+
+
+def _load_run():
+    spec = importlib.util.spec_from_file_location("adapt_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_adapt_benchmark_quick_has_every_row_and_resumes(tmp_path, capsys):
+    run = _load_run()
+    out = tmp_path / "adapt"
+    assert run.main(["--output", str(out), "--quick", "--markdown"]) == 0
+    report = json.loads((out / "adapt.json").read_text())
+    assert list(report["table"]) == list(run.ROWS)
+    assert set(report["student_table"]) == set(run.ROWS)  # untrained rows repeat their single encoder
+    # the base is a timm hub folder that timm loads on its own
+    config = json.loads((out / "base" / "config.json").read_text())
+    assert config["architecture"] == "vit_tiny_patch16_224" and (out / "base" / "model.safetensors").is_file()
+    for r in report["runs"]:
+        for scene in ("A", "B"):
+            t = r["teacher"][scene]
+            assert 0.0 <= t["miou"] <= 100.0 and t["depth_rmse"] > 0
+        if run.ROWS[r["row"]]["kind"] == "train":
+            assert "vidistill train" in r["command"] and "student" in r
+            assert ("--init" in r["command"]) == run.ROWS[r["row"]]["init"]
+            assert (Path(r["command"].split("--output ")[1].split()[0]) / "export" / "encoder.safetensors").is_file()
+            if run.ROWS[r["row"]]["init"]:
+                assert 0.0 < r["weight_drift"]["student"]  # adaptation moved the base
+    text = capsys.readouterr().out
+    assert "| Row |" in text and "base + vidistill + Gram" in text
+    # a rerun reuses results, checkpoints and the base instead of training again
+    files = sorted(out.glob("results/*.json")) + sorted(out.glob("runs/*/checkpoint.pt")) + [
+        out / "base" / "model.safetensors"]
+    before = [f.stat().st_mtime_ns for f in files]
+    assert run.main(["--output", str(out), "--quick"]) == 0
+    assert [f.stat().st_mtime_ns for f in files] == before
