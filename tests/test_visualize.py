@@ -42,3 +42,20 @@ def test_curves_put_one_readable_legend_per_panel_outside_the_axes(tmp_path, cap
         assert not dense & glob, f"panel {panel}: legend entries overlap"
         # ... and the curves themselves are drawn in the axes, left of the legend column
         assert _rows_with(band, BRANCH_COLOURS["global"], *axes_x)
+
+
+def test_feature_picture_keeps_a_non_square_exports_aspect(tmp_path, video_file):
+    """An export at a camera's aspect (64x96: a 4x6 grid) is drawn 64 px high and 96 wide, frame and
+    feature map alike, not squashed into squares."""
+    from runtime_fixtures import export_run
+
+    from vidistill.checkpoint import write_random_init_checkpoint
+    from vidistill.config import build_config
+
+    ckpt = write_random_init_checkpoint(build_config("cpu-tiny"), tmp_path / "run")
+    export = export_run(ckpt, tmp_path / "export", image_size=(64, 96), onnx=False)
+    out = tmp_path / "features.png"
+    assert main(["visualize", str(export), "--video", str(video_file), "--output", str(out),
+                 "--frames", "2", "--tile", "64"]) == 0
+    picture = cv2.imread(str(out))
+    assert picture.shape[:2] == (64, 2 * (96 + 96))

@@ -37,11 +37,14 @@ def pca_rgb(patch_maps: np.ndarray) -> np.ndarray:
 
 
 def side_by_side(frames: list[np.ndarray], pcs: np.ndarray, tile: int) -> list[np.ndarray]:
-    """Each frame (RGB) beside its PCA map, both tile x tile (nearest: patches stay visible)."""
+    """Each frame (RGB) beside its PCA map, both ``tile`` px high at the encoder's aspect (the
+    patch grid's: an export at a camera's HxW is not squashed square; nearest: patches stay visible)."""
+    grid_h, grid_w = pcs.shape[1:3]
+    size = (max(1, round(tile * grid_w / grid_h)), tile)
     out = []
     for frame, pc in zip(frames, pcs, strict=True):
-        left = cv2.resize(frame, (tile, tile), interpolation=cv2.INTER_AREA)
-        right = cv2.resize(pc, (tile, tile), interpolation=cv2.INTER_NEAREST)
+        left = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        right = cv2.resize(pc, size, interpolation=cv2.INTER_NEAREST)
         out.append(np.concatenate([left, right], axis=1))
     return out
 
@@ -56,7 +59,7 @@ def sample_frames(video: str, count: int) -> list[np.ndarray]:
 
 
 def feature_picture(encoder_path: str, video: str, output: Path, frames: int = 8, tile: int = 224,
-                    image_size: int | None = None, device: str = "auto") -> Path:
+                    image_size: int | str | None = None, device: str = "auto") -> Path:
     from vidistill.eval.features import load_encoder, to_input_aspect
 
     enc = load_encoder(encoder_path, image_size=image_size, device=device)
@@ -193,8 +196,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", help="video, frame folder or cache to take frames from")
     p.add_argument("--output", required=True, help="out.png / out.mp4 (features) or curves.png with --curves")
     p.add_argument("--frames", type=int, default=8, help="frames to show")
-    p.add_argument("--tile", type=int, default=224, help="pixels per shown frame")
-    p.add_argument("--image-size", type=int, help="encoder input size (default: the trained size)")
+    p.add_argument("--tile", type=int, default=224,
+                   help="height in pixels of each shown frame (width: the encoder's aspect)")
+    p.add_argument("--image-size", default=None, metavar="S|HxW",
+                   help="encoder input size (default: the trained or exported size; torch backend)")
     p.add_argument("--curves", action="store_true", help="draw the run's loss curves instead")
     p.add_argument("--device", default="auto")
 
