@@ -160,10 +160,20 @@ def test_wrong_size_is_resized_by_the_contract_rule_with_one_warning(artefacts, 
         enc.encode(random_images(1, size=64))
     warnings = [r for r in caplog.records if "encoder takes" in r.getMessage()]
     assert len(warnings) == 1 and "200x200" in warnings[0].getMessage() and "96x96" in warnings[0].getMessage()
+    # Same aspect: only resized; the warning must not claim a crop or ask for another export.
+    assert "same aspect" in warnings[0].getMessage() and "cropped" not in warnings[0].getMessage()
     assert f.cls.shape == (2, 192)
     np.testing.assert_allclose(enc.preprocess(big), _reference_preprocess(big, enc), atol=2e-3)
     mixed = enc.encode([big[0], random_images(1, size=64)[0], random_images(1)[0]])  # sizes may differ in a list
     assert mixed.cls.shape == (3, 192)
+
+
+def test_the_resize_warning_names_the_crop_only_when_the_aspect_differs(artefacts, caplog):
+    enc = load_encoder(artefacts["export"], backend="onnx", device="cpu")
+    with caplog.at_level(logging.WARNING, logger="vidistill.runtime"):
+        enc.encode(np.zeros((1, 120, 160, 3), np.uint8))
+    message = next(r.getMessage() for r in caplog.records if "encoder takes" in r.getMessage())
+    assert "120x160" in message and "centre-cropped" in message and "--image-size HxW" in message
 
 
 def test_a_4_3_camera_frame_is_cropped_not_squashed(onnx_encoder):

@@ -170,6 +170,12 @@ class Encoder(ABC):
         self._warned_resize = True
         sizes = ", ".join(f"{h}x{w}" for h, w in batch.sizes)
         h, w = self.image_size
+        if all(ih * w == iw * h for ih, iw in batch.sizes):
+            # Already the encoder's aspect: only the scale differs, nothing is cut or padded.
+            log.warning("input images are %s (HxW), the encoder takes %dx%d (same aspect): each image is resized "
+                        "with antialiased %s. Feed %dx%d images to skip this. Shown once per encoder.",
+                        sizes, h, w, self._contract.interpolation, h, w)
+            return
         log.warning(
             "input images are %s (HxW) but the encoder takes %dx%d (from its contract): each image is %s "
             "(the contract's rule, resize=%r). Feed %dx%d images, or export at your camera's aspect "
