@@ -104,8 +104,10 @@ def test_too_short_sources_are_skipped_by_name(episode_tree, caplog):
         usable = select_usable(sources, num_frames=3, frame_stride=8)  # needs 17 frames
     assert [s.name for s in usable] == ["log/ep_00/cam.mp4", "log/ep_01/cam.mp4", "log/ep_02/rgb"]
     assert "log/ep_03/cam.mp4" in caplog.text and "too short" in caplog.text
-    with pytest.raises(VideoError, match="no source is long enough"):
+    with pytest.raises(VideoError, match="no source is long enough") as error:
         select_usable(sources, num_frames=3, frame_stride=40)
+    # Named by source (episode x camera, with its length) and with a stride that fits the longest (64).
+    assert "log/ep_01/cam.mp4 (64)" in str(error.value) and "data.frame_stride=31 fits" in str(error.value)
 
 
 # ----------------------------------------------------------------------------- bad input

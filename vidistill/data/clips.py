@@ -45,10 +45,15 @@ def select_usable(sources: Sequence[Any], num_frames: int, frame_stride: int) ->
                 src.name, len(src), num_frames, frame_stride, span,
             )
     if not usable:
-        names = ", ".join(str(s.path) for s in sources[:5]) + (" …" if len(sources) > 5 else "")
+        # By source name (episode x camera): the sources of a LeRobot v3.0 / HDF5 / bag file share one path.
+        names = ", ".join(f"{s.name} ({len(s)})" for s in sources[:5]) + (" …" if len(sources) > 5 else "")
+        longest = max((len(s) for s in sources), default=0)
+        fits = f" (data.frame_stride={(longest - 1) // (num_frames - 1)} fits the longest)" if (
+            num_frames > 1 and longest > num_frames) else ""
         raise VideoError(
             f"no source is long enough for a clip of K={num_frames} frames at stride {frame_stride} "
-            f"(needs {span} frames): {names}. Lower data.frame_stride / data.num_frames or use longer video"
+            f"(needs {span} frames; frames per source: {names}). Lower data.frame_stride{fits} / "
+            f"data.num_frames or use longer video"
         )
     return usable
 
