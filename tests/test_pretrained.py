@@ -345,3 +345,18 @@ def test_hub_name_loads_offline_from_the_hugging_face_cache(video_file, tmp_path
     # One step at momentum 0.996 (cpu-tiny) later the teacher is still (almost exactly) the cached weights.
     torch.testing.assert_close(teacher["backbone.patch_embed.proj.weight"], weights["patch_embed.proj.weight"],
                                rtol=0, atol=1e-3)
+
+
+def test_init_saved_at_a_non_square_size_is_resampled_from_its_own_grid(tmp_path):
+    """A hub folder saved at 28x42 (a 2x3 grid, e.g. an export at a camera's aspect): its 6-token
+    position embedding is resampled from 2x3 to the 4x4 training grid, not refused as a non-square."""
+    from timm.layers import resample_abs_pos_embed
+
+    from vidistill.model.pretrained import init_state_dict, resolve_init
+
+    folder = save_tiny(tmp_path / "wide", "vit_small_patch14_reg4_dinov2", (28, 42))
+    saved = timm.create_model("local-dir:" + str(folder), pretrained=True).pos_embed.detach()
+    assert saved.shape == (1, 6, 64)
+    state = init_state_dict(resolve_init(str(folder)), 56)
+    expected = resample_abs_pos_embed(saved, new_size=[4, 4], old_size=[2, 3], num_prefix_tokens=0)
+    torch.testing.assert_close(state["pos_embed"], expected)

@@ -61,6 +61,9 @@ class PretrainedInit:
     location: Path | None = None  # weights file / checkpoint; None for a timm name
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
+    # (H, W) the weights were saved at, when the file says: a non-square grid's position embedding
+    # cannot be resampled from its token count alone (timm's filter assumes a square).
+    saved_size: tuple[int, int] | None = None
 
     def describe(self) -> str:
         where = self.spec if self.location is None else str(self.location)
@@ -154,7 +157,18 @@ def _from_hub_folder(spec: str, folder: Path) -> PretrainedInit:
         raise InitError(f"--init {spec}: no weights in {folder} (looked for {', '.join(WEIGHT_FILES)})")
     patch, args = _architecture(f"--init {spec}", arch, model_args)
     mean, std = _norm_stats(raw.get("vidistill") or pcfg)
-    return PretrainedInit(spec, "folder", arch, args, patch, weights, mean, std)
+    saved = (raw.get("vidistill", {}).get("image_size") or raw.get("model_args", {}).get("img_size")
+             or (pcfg or {}).get("input_size", [None])[1:])
+    return PretrainedInit(spec, "folder", arch, args, patch, weights, mean, std, _size_hw(saved))
+
+
+def _size_hw(size) -> tuple[int, int] | None:
+    """An img_size / image_size as saved (int, [H, W] or nothing) as (H, W)."""
+    if isinstance(size, int):
+        return size, size
+    if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(x, int) for x in size):
+        return int(size[0]), int(size[1])
+    return None
 
 
 def _from_safetensors(spec: str, path: Path, arch: str, model_args: dict) -> PretrainedInit:
@@ -167,15 +181,15 @@ def _from_safetensors(spec: str, path: Path, arch: str, model_args: dict) -> Pre
             meta = f.metadata() or {}
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
         raise InitError(f"--init {spec}: not a readable .safetensors file: {e}") from None
-    mean = std = None
+    mean = std = saved = None
     if "vidistill" in meta:  # written by `vidistill export`: the contract names the architecture
         contract = EncoderContract.from_json(meta["vidistill"])
         arch, model_args = contract.model_name, dict(contract.model_args)
-        mean, std = contract.mean, contract.std
+        mean, std, saved = contract.mean, contract.std, _size_hw(list(contract.image_size))
     if not arch:
         raise InitError(f"--init {spec}: a bare .safetensors needs --arch (the timm name it belongs to)")
     patch, args = _architecture(f"--init {spec}", arch, model_args)
-    return PretrainedInit(spec, "safetensors", arch, args, patch, path, mean, std)
+    return PretrainedInit(spec, "safetensors", arch, args, patch, path, mean, std, saved)
 
 
 def _from_vidistill(spec: str, path: Path) -> PretrainedInit:
@@ -232,6 +246,7 @@ def _timm_pretrained_state(init: PretrainedInit, image_size: int) -> dict[str, t
 def _fit_to(target: nn.Module, state: dict[str, torch.Tensor], init: PretrainedInit) -> dict[str, torch.Tensor]:
     """timm's ``checkpoint_filter_fn`` for the target's family, then a strict key/shape check."""
     filter_fn = getattr(importlib.import_module(type(target).__module__), "checkpoint_filter_fn", None)
+    state = _resample_saved_grid(target, state, init)
     raw = state
     if filter_fn is not None:
         try:
@@ -259,6 +274,23 @@ def _fit_to(target: nn.Module, state: dict[str, torch.Tensor], init: PretrainedI
             f"--init {init.spec}: the weights do not match {init.arch} {init.model_args or ''}{hint}. " + "; ".join(parts)
         )
     return {k: v.to(expected[k].dtype) for k, v in state.items()}
+
+
+def _resample_saved_grid(target: nn.Module, state: dict[str, torch.Tensor], init: PretrainedInit) -> dict:
+    """A learned position embedding saved at a known (H, W) (e.g. an export at a camera's 84x112),
+    resampled to the target's grid here, since timm's filter would take its token count for a square."""
+    pos, grid = state.get("pos_embed"), getattr(getattr(target, "patch_embed", None), "grid_size", None)
+    mine = getattr(target, "pos_embed", None)
+    if init.saved_size is None or pos is None or grid is None or mine is None or pos.shape == mine.shape:
+        return state
+    from timm.layers import resample_abs_pos_embed
+
+    old = (init.saved_size[0] // init.patch_size, init.saved_size[1] // init.patch_size)
+    prefix = 0 if getattr(target, "no_embed_class", False) else getattr(target, "num_prefix_tokens", 1)
+    if pos.ndim != 3 or pos.shape[1] != old[0] * old[1] + prefix:
+        return state  # not what the file says it is: the strict check below names the mismatch
+    return {**state, "pos_embed": resample_abs_pos_embed(pos, new_size=list(grid), old_size=list(old),
+                                                         num_prefix_tokens=prefix)}
 
 
 def load_init(backbone: nn.Module, init: PretrainedInit, image_size: int) -> None:
