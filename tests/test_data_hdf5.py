@@ -177,8 +177,12 @@ def test_cli_info_on_hdf5(robomimic):
     for text in ("hdf5 robomimic", "sources: 6", "episodes: 3", "agentview_image", "robot0_eye_in_hand_image",
                  "64x48", "raw uint8", "demo_10/obs/agentview_depth: depth map"):
         assert text in r.stdout, text
+    # HDF5 records no frame rate: shown as unknown, not as 0 fps, with what --fps does.
+    assert "agentview_image                        3       64      ?" in r.stdout
+    assert "fps ?: the log records no frame rate" in r.stdout
     r = run_cli("info", str(robomimic), "--fps", "20", "--camera", "agentview_image")
     assert r.returncode == 0, r.stderr
+    assert "fps ?" not in r.stdout
     assert "agentview_image                        3       64     20" in r.stdout
     assert "robot0_eye_in_hand_image" not in r.stdout
 

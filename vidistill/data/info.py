@@ -49,11 +49,13 @@ def summary(path: str, cameras: Sequence[str] = (), fps: float = 0.0) -> str:
     lines.append(header)
     for camera, group in by_camera.items():
         info = [s.describe() for s in group]
-        fps = _values([f"{d['fps']:g}" for d in info])
+        fps = _values([f"{d['fps']:g}" if d["fps"] else "?" for d in info])  # 0: the log records none
         resolution = _values([f"{d['width']}x{d['height']}" for d in info])
         codec = _values([d.get("codec", d["kind"]) for d in info])
         lines.append(f"  {camera or '(no camera names)':32s} {len(group):7d} {sum(len(s) for s in group):8d} "
                      f"{fps:>6s} {resolution:>11s}  {codec}")
+    if any(not s.fps for s in sources):
+        lines.append("  fps ?: the log records no frame rate (strides count frames; --fps sets one)")
     if found.skipped:
         lines.append("  skipped:")
         lines += [f"    {line}" for line in found.skipped]
