@@ -362,6 +362,18 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+def parse_set(items: list[str]) -> dict[str, str]:
+    """``--set KEY=VALUE`` items as dotted-key overrides; values stay strings (``apply_overrides``
+    turns them into each field's type, so a flag, a file and ``--set`` are read alike)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def auto_preset(init: str = "") -> str:
     """Default preset: ``adapt`` when starting from a pretrained encoder (``--init``); otherwise
     the single-GPU preset when CUDA is there, the CPU one otherwise."""

@@ -186,11 +186,11 @@ def run_row(row: str, seed: int, args) -> dict:
     t0 = time.perf_counter()
     if spec["kind"] == "random":
         from vidistill.checkpoint import write_random_init_checkpoint
-        from vidistill.config import build_config
+        from vidistill.config import build_config, parse_set
 
         ckpt = args.output / "runs" / slug / "checkpoint.pt"
         if not ckpt.is_file():
-            cfg = build_config(args.scratch_preset, args.config, overrides=_overrides(args.set))
+            cfg = build_config(args.scratch_preset, args.config, overrides=parse_set(args.set))
             write_random_init_checkpoint(cfg, ckpt, seed=seed)
         result["teacher"] = probe_both(load_encoder(ckpt, image_size=args.probe_size or None, device=args.device), args, seed)
     elif spec["kind"] == "base":
@@ -222,17 +222,6 @@ def run_row(row: str, seed: int, args) -> dict:
     path.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
-
-def _overrides(items: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 # ---- the table ------------------------------------------------------------------------------
@@ -338,11 +327,11 @@ def main(argv: list[str] | None = None) -> int:
                         datefmt="%H:%M:%S")
     import torch
 
-    from vidistill.config import build_config
+    from vidistill.config import build_config, parse_set
 
     torch.set_num_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by every `vidistill train`
-    args.train_size = build_config(args.scratch_preset, args.config, overrides=_overrides(args.set)).data.global_size
+    args.train_size = build_config(args.scratch_preset, args.config, overrides=parse_set(args.set)).data.global_size
     t0 = time.perf_counter()
     args.output.mkdir(parents=True, exist_ok=True)
     data = args.output / "data"

@@ -294,17 +294,6 @@ def run_variant(variant: str, seed: int, args, videos: list[str], probe_dir: Pat
 # ---- main -----------------------------------------------------------------------------------
 
 
-def _parse_set(items: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
 
 def ensure_data(args) -> tuple[list[str], Path]:
     data = args.data or (args.output / "data")
@@ -369,7 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     args.output.mkdir(parents=True, exist_ok=True)
-    extra = _parse_set(args.set)
+    from vidistill.config import parse_set
+
+    extra = parse_set(args.set)
     videos, probe_dir = ensure_data(args)
     variants = [v for v in VARIANTS if args.variants is None or SLUGS[v] in args.variants]
     results = []

@@ -68,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
     """Dotted-key overrides in the order they apply: flags, then ``--set`` (the last word)."""
-    from vidistill.config import config_fields
+    from vidistill.config import config_fields, parse_set
     from vidistill.errors import VidistillError
 
     overrides: dict = {}
@@ -80,11 +80,10 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         overrides["data.videos"] = list(args.video)
     if args.camera:
         overrides["data.cameras"] = list(args.camera)
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise VidistillError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = value.strip()
+    try:
+        overrides.update(parse_set(args.set))
+    except ValueError as e:
+        raise VidistillError(str(e)) from None
     return overrides
 
 
