@@ -177,6 +177,8 @@ def _bad_init(kind: str, root: Path, inits: dict[str, Path]) -> tuple[str, str]:
         cfg["model_args"]["embed_dim"] = 64  # the config names another width than the weights have
         (folder / "config.json").write_text(json.dumps(cfg))
         return str(folder), r"do not match vit_small_patch14_reg4_dinov2.*cls_token: init \(1, 1, 32\) vs"
+    if kind == "mistyped_tag":
+        return "vit_small_patch14_dinov2.typo", r"no pretrained tag 'typo' for vit_small_patch14_dinov2.*knows: .*vit_small_patch14_dinov2\.lvd142m"
     if kind == "not_a_vit":
         return "resnet18.a1_in1k", "not a ViT"
     if kind == "patch_does_not_divide":
@@ -185,7 +187,7 @@ def _bad_init(kind: str, root: Path, inits: dict[str, Path]) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize(
-    "kind", ["missing_folder", "unknown_name", "no_config", "mismatched_weights", "not_a_vit", "patch_does_not_divide"]
+    "kind", ["missing_folder", "unknown_name", "mistyped_tag", "no_config", "mismatched_weights", "not_a_vit", "patch_does_not_divide"]
 )
 def test_bad_init_is_a_clear_error_and_writes_nothing(kind, video_file, inits, tmp_path, capsys):
     init, message = _bad_init(kind, tmp_path, inits)
@@ -360,3 +362,76 @@ def test_init_saved_at_a_non_square_size_is_resampled_from_its_own_grid(tmp_path
     state = init_state_dict(resolve_init(str(folder)), 56)
     expected = resample_abs_pos_embed(saved, new_size=[4, 4], old_size=[2, 3], num_prefix_tokens=0)
     torch.testing.assert_close(state["pos_embed"], expected)
+
+
+# ------------------------------------------------------------------------------ defects (issue 20)
+def test_bare_safetensors_without_arch_is_refused_not_built_as_the_preset_arch(video_file, inits, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    weights = tmp_path / "w.safetensors"
+    save_file(load_file(str(inits["dinov2_reg4"] / "model.safetensors")), str(weights))
+    out = tmp_path / "run"
+    assert main([*train_args(video_file, out, "dinov2_reg4"), "--init", str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert "needs --arch" in err and "Traceback" not in err, err
+    assert not out.exists()
+    # The preset's own arch, named by the user, is taken as theirs (and here does not fit the file).
+    arch = build_config("cpu-tiny").model.arch
+    assert main([*train_args(video_file, out, "dinov2_reg4"), "--init", str(weights), "--arch", arch]) == 2
+    err = capsys.readouterr().err
+    assert "needs --arch" not in err and f"patch size 16 of {arch}" in err, err
+
+
+def test_init_of_another_patch_size_is_an_error_a_grid_resample_is_not(tmp_path):
+    """A patch-8 file into a patch-16 model: refused, naming both kernels (timm's filter would resize
+    them). The same architecture saved at 32 px, used at 64 px: its 2x2 position embedding is resampled."""
+    from safetensors.torch import save_file
+    from timm.layers import resample_abs_pos_embed
+
+    from vidistill.model.pretrained import InitError, init_state_dict, resolve_init
+
+    p8 = timm.create_model("vit_small_patch8_224", num_classes=0, img_size=32, **TINY)
+    save_file(p8.state_dict(), str(tmp_path / "p8.safetensors"))
+    with pytest.raises(InitError, match=r"\(64, 3, 8, 8\).*vit_small_patch16_224 \(64, 3, 16, 16\)"):
+        init_state_dict(resolve_init(str(tmp_path / "p8.safetensors"), "vit_small_patch16_224", TINY), 64)
+    p16 = timm.create_model("vit_small_patch16_224", num_classes=0, img_size=32, **TINY)
+    save_file(p16.state_dict(), str(tmp_path / "p16.safetensors"))
+    state = init_state_dict(resolve_init(str(tmp_path / "p16.safetensors"), "vit_small_patch16_224", TINY), 64)
+    expected = resample_abs_pos_embed(p16.pos_embed.detach(), new_size=[4, 4], old_size=[2, 2], num_prefix_tokens=1)
+    torch.testing.assert_close(state["pos_embed"], expected)
+    assert torch.equal(state["patch_embed.proj.weight"], p16.patch_embed.proj.weight)
+
+
+def test_init_with_as_many_tokens_on_another_grid_is_resampled_not_scrambled(tmp_path):
+    """A 9x16 grid (an export at a camera's 126x224) used at 168x168 (12x12): 144 tokens both, yet
+    the position embedding must be resampled from 9x16, not loaded row by row onto 12x12."""
+    from timm.layers import resample_abs_pos_embed
+
+    from vidistill.model.pretrained import init_state_dict, resolve_init
+
+    folder = save_tiny(tmp_path / "wide", "vit_small_patch14_reg4_dinov2", (126, 224))
+    saved = timm.create_model("local-dir:" + str(folder), pretrained=True).pos_embed.detach()
+    assert saved.shape == (1, 144, 64)
+    state = init_state_dict(resolve_init(str(folder)), 168)
+    expected = resample_abs_pos_embed(saved, new_size=[12, 12], old_size=[9, 16], num_prefix_tokens=0)
+    torch.testing.assert_close(state["pos_embed"], expected)
+    assert not torch.equal(state["pos_embed"], saved)
+
+
+@pytest.mark.parametrize("arch", ["vit_small_patch14_reg4_dinov2", "vit_small_patch16_dinov3"])
+def test_register_tokens_decay_with_the_embeddings(arch):
+    """Layer decay: the register tokens are embeddings (layer 0, the lowest lr), with whatever timm
+    is installed (timm's group_matcher put reg_token in the last layer before 1.0.28)."""
+    from torch import nn
+
+    from vidistill.config import AdaptConfig
+    from vidistill.train.adaptation import adaptation_param_groups
+
+    model = nn.Module()
+    model.backbone = timm.create_model(arch, num_classes=0, **TINY)
+    groups = adaptation_param_groups(model, AdaptConfig(layer_decay=0.5, backbone_lr_scale=0.4))
+    scale_of = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    stem = scale_of[id(model.backbone.patch_embed.proj.weight)]
+    assert stem == pytest.approx(0.4 * 0.5**2)
+    assert scale_of[id(model.backbone.reg_token)] == stem == scale_of[id(model.backbone.cls_token)]
+    assert scale_of[id(model.backbone.norm.weight)] == pytest.approx(0.4)

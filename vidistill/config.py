@@ -13,7 +13,7 @@ import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -215,6 +215,9 @@ class Config:
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     preset: str = option("", "the preset these values started from")
+    # The dotted keys the user set (config file, flags, --set), recorded by build_config: what an
+    # --init may not override and a crop size that must not be snapped. Not a setting: not saved.
+    user_keys: ClassVar[frozenset[str]] = frozenset()
 
     def validate(self) -> Config:
         self.objective = Objective(self.objective)  # a plain name set in code is parsed here
@@ -399,11 +402,35 @@ def build_config(
         raise ValueError(f"unknown preset {preset!r}; available: {', '.join(available_presets())}")
     apply_overrides(cfg, load_yaml(PRESET_DIR / f"{preset}.yaml"), where=f"preset {preset}")
     cfg.preset = preset
+    user_keys: set[str] = set()
     if config_file:
-        apply_overrides(cfg, load_yaml(config_file), where=str(config_file))
+        from_file = load_yaml(config_file)
+        apply_overrides(cfg, from_file, where=str(config_file))
+        user_keys |= dotted_keys(from_file)
     if overrides:
         apply_overrides(cfg, overrides, where="command line")
+        user_keys |= dotted_keys(overrides)
+    cfg.user_keys = frozenset(user_keys)
     return cfg.validate()
+
+
+def dotted_keys(overrides: dict[str, Any], prefix: str = "") -> set[str]:
+    """The leaf keys of a nested (YAML) or dotted override dict, dotted (``optim.base_lr``)."""
+    keys = set()
+    for key, value in overrides.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict) and dataclasses.is_dataclass(_section_type(full)):
+            keys |= dotted_keys(value, f"{full}.")
+        else:
+            keys.add(full)
+    return keys
+
+
+def _section_type(key: str) -> Any:
+    try:
+        return field_type(key)
+    except (KeyError, AttributeError, TypeError):
+        return None
 
 
 def config_from_dict(d: dict) -> Config:

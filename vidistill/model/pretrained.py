@@ -22,16 +22,19 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from vidistill.config import Config
 from vidistill.errors import CheckpointError, VidistillError
 from vidistill.model.backbone import build_backbone, patch_size_of
+from vidistill.runtime.torch_model import _prefix_in_pos_embed
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +136,18 @@ def _from_timm_name(spec: str, model_args: dict) -> PretrainedInit:
             f"--init {spec}: no such file or folder, and not a timm model name "
             f"(e.g. vit_small_patch14_reg4_dinov2.lvd142m, vit_small_patch16_dinov3.lvd1689m)"
         )
-    arch, _ = split_model_name_tag(spec)
-    pcfg = get_pretrained_cfg(spec)
+    arch, tag = split_model_name_tag(spec)
+    try:
+        pcfg = get_pretrained_cfg(spec)
+    except RuntimeError:  # timm: "Invalid pretrained tag (...) for ..."
+        pcfg = None
     if pcfg is None or not (pcfg.hf_hub_id or pcfg.url or pcfg.file):
-        raise InitError(f"--init {spec}: timm has no pretrained weights for this name (add a tag, e.g. NAME.lvd142m)")
+        known = timm.list_pretrained(f"{arch}.*")
+        what = f"no pretrained tag {tag!r} for {arch}" if tag else f"no pretrained weights for {arch} without a tag"
+        raise InitError(
+            f"--init {spec}: timm has {what}; "
+            + (f"the tags it knows: {', '.join(known)}" if known else "it knows no pretrained weights for this architecture")
+        )
     patch, args = _architecture(f"--init {spec}", arch, model_args)
     mean, std = _norm_stats(pcfg.to_dict())
     return PretrainedInit(spec, "timm", arch, args, patch, None, mean, std)
@@ -199,7 +210,8 @@ def _from_vidistill(spec: str, path: Path) -> PretrainedInit:
     ckpt = find_checkpoint(path)
     contract = EncoderContract.from_dict(load_checkpoint(ckpt)["contract"])
     patch, args = _architecture(f"--init {spec}", contract.model_name, dict(contract.model_args))
-    return PretrainedInit(spec, "vidistill", contract.model_name, args, patch, ckpt, contract.mean, contract.std)
+    return PretrainedInit(spec, "vidistill", contract.model_name, args, patch, ckpt, contract.mean, contract.std,
+                          contract.image_size)
 
 
 # ------------------------------------------------------------------------------ loading
@@ -246,7 +258,7 @@ def _timm_pretrained_state(init: PretrainedInit, image_size: int) -> dict[str, t
 def _fit_to(target: nn.Module, state: dict[str, torch.Tensor], init: PretrainedInit) -> dict[str, torch.Tensor]:
     """timm's ``checkpoint_filter_fn`` for the target's family, then a strict key/shape check."""
     filter_fn = getattr(importlib.import_module(type(target).__module__), "checkpoint_filter_fn", None)
-    state = _resample_saved_grid(target, state, init)
+    state = _fit_patch_grid(target, state, init)
     raw = state
     if filter_fn is not None:
         try:
@@ -276,20 +288,38 @@ def _fit_to(target: nn.Module, state: dict[str, torch.Tensor], init: PretrainedI
     return {k: v.to(expected[k].dtype) for k, v in state.items()}
 
 
-def _resample_saved_grid(target: nn.Module, state: dict[str, torch.Tensor], init: PretrainedInit) -> dict:
-    """A learned position embedding saved at a known (H, W) (e.g. an export at a camera's 84x112),
-    resampled to the target's grid here, since timm's filter would take its token count for a square."""
-    pos, grid = state.get("pos_embed"), getattr(getattr(target, "patch_embed", None), "grid_size", None)
-    mine = getattr(target, "pos_embed", None)
-    if init.saved_size is None or pos is None or grid is None or mine is None or pos.shape == mine.shape:
+def _fit_patch_grid(target: nn.Module, state: dict[str, torch.Tensor], init: PretrainedInit) -> dict:
+    """The patch kernels must be the target's (timm's filter would resize a patch-8 file into a
+    patch-16 model without a word); the learned position embedding is resampled here from the grid
+    it was saved at (the file's size when it says, else the square its token count makes) to the
+    target's, so timm's filter never guesses a grid."""
+    kernel, mine = state.get("patch_embed.proj.weight"), getattr(getattr(target, "patch_embed", None), "proj", None)
+    if kernel is not None and mine is not None and kernel.ndim == 4 and kernel.shape[-2:] != mine.weight.shape[-2:]:
+        raise InitError(
+            f"--init {init.spec}: patch embedding patch_embed.proj.weight {tuple(kernel.shape)} (patch "
+            f"{kernel.shape[-2]}x{kernel.shape[-1]}) does not fit {init.arch} {tuple(mine.weight.shape)}: the "
+            f"weights belong to another patch size (pass the matching --arch)"
+        )
+    pos, target_pos = state.get("pos_embed"), getattr(target, "pos_embed", None)
+    if pos is None or target_pos is None or pos.ndim != 3:
         return state
-    from timm.layers import resample_abs_pos_embed
-
-    old = (init.saved_size[0] // init.patch_size, init.saved_size[1] // init.patch_size)
-    prefix = 0 if getattr(target, "no_embed_class", False) else getattr(target, "num_prefix_tokens", 1)
-    if pos.ndim != 3 or pos.shape[1] != old[0] * old[1] + prefix:
-        return state  # not what the file says it is: the strict check below names the mismatch
-    return {**state, "pos_embed": resample_abs_pos_embed(pos, new_size=list(grid), old_size=list(old),
+    prefix = _prefix_in_pos_embed(target)
+    new_grid = tuple(int(g) for g in target.patch_embed.grid_size)
+    if init.saved_size is not None:
+        old_grid = (init.saved_size[0] // init.patch_size, init.saved_size[1] // init.patch_size)
+    else:
+        side = math.isqrt(max(pos.shape[1] - prefix, 0))
+        old_grid = (side, side)
+    if pos.shape[1] != old_grid[0] * old_grid[1] + prefix:
+        saved = f"saved at {init.saved_size[0]}x{init.saved_size[1]} px, " if init.saved_size else ""
+        raise InitError(
+            f"--init {init.spec}: position embedding pos_embed {tuple(pos.shape)} is not a "
+            f"{old_grid[0]}x{old_grid[1]} grid + {prefix} prefix tokens ({saved}patch {init.patch_size}), "
+            f"the layout of {init.arch} {tuple(target_pos.shape)}"
+        )
+    if old_grid == new_grid:
+        return state
+    return {**state, "pos_embed": resample_abs_pos_embed(pos, new_size=list(new_grid), old_size=list(old_grid),
                                                          num_prefix_tokens=prefix)}
 
 
@@ -315,43 +345,39 @@ def prepare_model_config(cfg: Config, saved: Config | None = None) -> Pretrained
     nearest multiple (a patch-14 model trains at 224/98 px, not 224/96); a size the user chose
     that the patch does not divide is an error.
     """
-    baseline = _baseline(cfg)
     init = None
+    user = cfg.user_keys
     if cfg.model.init and saved is not None and saved.model.init == cfg.model.init:
         cfg.model.arch, cfg.model.model_args = saved.model.arch, dict(saved.model.model_args)
         cfg.data.mean, cfg.data.std = saved.data.mean, saved.data.std
     elif cfg.model.init:
-        init = resolve_init(cfg.model.init, cfg.model.arch, cfg.model.model_args)
-        if init.kind != "safetensors" and cfg.model.arch not in (baseline.model.arch, init.arch):
+        user_arch = cfg.model.arch if "model.arch" in user else ""
+        user_args = cfg.model.model_args if "model.model_args" in user else {}
+        init = resolve_init(cfg.model.init, user_arch, user_args)
+        if init.kind != "safetensors" and user_arch not in ("", init.arch):
             raise InitError(
                 f"--arch {cfg.model.arch} conflicts with the architecture of --init {cfg.model.init} "
                 f"({init.arch}); the init decides it, drop --arch"
             )
-        user_args = cfg.model.model_args if cfg.model.model_args != baseline.model.model_args else {}
         cfg.model.arch, cfg.model.model_args = init.arch, {**init.model_args, **user_args}
-        if init.mean is not None and (cfg.data.mean, cfg.data.std) == (baseline.data.mean, baseline.data.std):
+        if init.mean is not None and not {"data.mean", "data.std"} & user:
             cfg.data.mean, cfg.data.std = init.mean, init.std
         log.info("--init %s: %s", cfg.model.init, init.describe())
     patch = init.patch_size if init else _architecture(f"--arch {cfg.model.arch}", cfg.model.arch, cfg.model.model_args)[0]
-    fit_crop_sizes(cfg, patch, baseline)
+    fit_crop_sizes(cfg, patch)
     return init
 
 
-def _baseline(cfg: Config) -> Config:
-    """What the config would be without the user's own settings (their preset, or the defaults)."""
-    from vidistill.config import available_presets, build_config
-
-    return build_config(cfg.preset) if cfg.preset in available_presets() else Config()
-
-
-def fit_crop_sizes(cfg: Config, patch: int, baseline: Config) -> None:
+def fit_crop_sizes(cfg: Config, patch: int) -> None:
+    """Crop sizes to multiples of ``patch``: a size from the preset or the defaults snaps to the
+    nearest one; a size the user chose that the patch does not divide is an error."""
     asked, snapped = [], []
     for name in ("global_size", "local_size"):
         size = getattr(cfg.data, name)
         asked.append(size)
         if size % patch:
             lower, upper = size // patch * patch, (size // patch + 1) * patch
-            if size != getattr(baseline.data, name):
+            if f"data.{name}" in cfg.user_keys:
                 raise InitError(
                     f"data.{name} = {size} px is not a multiple of the patch size {patch} of {cfg.model.arch}"
                     + (f" (--init {cfg.model.init})" if cfg.model.init else "")

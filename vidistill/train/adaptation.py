@@ -1,9 +1,9 @@
 """Adapting a pretrained backbone without tearing it apart.
 
 * Layer-wise lr decay (BEiT / DINOv2 fine-tuning): the layers nearest the pixels, the most
-  generic, move least. Layers are timm's own grouping of the model (``group_matcher``:
-  embeddings 0, block i -> i+1, final norm with the last block), so every ViT family is split
-  the same way.
+  generic, move least. Layers as timm's ``param_groups_layer_decay`` splits a ViT (embeddings
+  and register tokens 0, block i -> i+1, final norm with the last block), so every ViT family
+  is split the same way.
 * Head warm-up: the projection head and predictor start random; their first gradients through
   the backbone are noise that would overwrite the pretrained features. For the first steps the
   backbone gets no update at all (its gradients are dropped, so AdamW neither steps nor decays
@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import torch
@@ -28,12 +29,23 @@ log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------ layer decay
-def backbone_layer_ids(backbone: nn.Module) -> tuple[dict[str, int], int]:
-    """{parameter name: layer id} from timm's group_matcher, and the number of layers."""
-    from timm.models._manipulate import group_parameters
+# The embeddings (layer 0): class, register and distillation tokens, position and patch embeddings.
+# timm's own group_matcher left reg_token out of them before timm 1.0.28 (it then fell in the
+# last layer, at the highest lr): the grouping is vidistill's, whatever timm is installed.
+STEM = re.compile(r"^(cls_token|reg_token|dist_token|mask_token|pos_embed|patch_embed|norm_pre)\b")
+BLOCK = re.compile(r"^blocks\.(\d+)\.")
 
-    layer_of = group_parameters(backbone, backbone.group_matcher(coarse=False), reverse=True)
-    return layer_of, max(layer_of.values()) + 1
+
+def backbone_layer_ids(backbone: nn.Module) -> tuple[dict[str, int], int]:
+    """{parameter name: layer id} and the number of layers: the embeddings 0, block i -> i + 1,
+    the final norm (and anything after the blocks) with the last block, as timm's
+    ``param_groups_layer_decay`` splits a ViT."""
+    num_layers = len(backbone.blocks) + 1
+    layer_of = {}
+    for name, _ in backbone.named_parameters():
+        block = BLOCK.match(name)
+        layer_of[name] = 0 if STEM.match(name) else int(block.group(1)) + 1 if block else num_layers - 1
+    return layer_of, num_layers
 
 
 def adaptation_param_groups(student: nn.Module, adapt: AdaptConfig) -> list[dict] | None:
