@@ -30,7 +30,7 @@ import torch
 
 from vidistill.contract import EncoderContract
 from vidistill.export.onnx_export import export_onnx, quiet_loggers
-from vidistill.model.backbone import contract_for
+from vidistill.model.backbone import contract_of
 from vidistill.runtime.ort import CUDA_EP, TRT_EP, import_ort, make_ort_session
 from vidistill.runtime.torch_model import TokenEncoder, rebuild_at_size
 
@@ -41,7 +41,7 @@ GOALS = {1: 2.0, 32: 1.5}  # ORT CPU vs torch eager CPU
 def _teacher() -> tuple[torch.nn.Module, EncoderContract]:
     torch.manual_seed(0)
     model = timm.create_model(ARCH, pretrained=False, num_classes=0, img_size=SIZE, dynamic_img_size=True).eval()
-    return model, contract_for(model, ARCH, SIZE, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    return model, contract_of(model, ARCH, SIZE, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def _torch_runner(model: torch.nn.Module, device: str) -> Callable[[np.ndarray], object]:

@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from vidistill.contract import EncoderContract
-from vidistill.runtime.torch_model import timm_kwargs
+from vidistill.runtime.timm_vit import architecture_args
 
 from .defaults import CONFIG_NAME, CONTRACT_KEY, SAFETENSORS_NAME
 
@@ -57,7 +57,7 @@ def timm_config(backbone: nn.Module, contract: EncoderContract) -> dict:
         "num_classes": 0,
         "num_features": int(backbone.num_features),
         "global_pool": str(getattr(backbone, "global_pool", "token")),
-        "model_args": {**timm_kwargs(contract), "img_size": [h, w]},
+        "model_args": {**architecture_args(contract.model_args), "img_size": [h, w]},
         "pretrained_cfg": pretrained_cfg,
         CONTRACT_KEY: contract.to_dict(),
     }

@@ -27,6 +27,7 @@ from vidistill.runtime.checkpoints import (  # noqa: F401  (readers live in the 
     load_checkpoint,
 )
 from vidistill.runtime.names import CHECKPOINT_NAME
+from vidistill.runtime.timm_vit import contract_of
 
 if TYPE_CHECKING:
     from vidistill.config import Config
@@ -75,9 +76,7 @@ def load_teacher_backbone(
 
 def build_state(cfg: Config, student: nn.Module, teacher: nn.Module, **extra: Any) -> dict:
     """The checkpoint dict; ``extra`` carries the trainer's optimiser/scaler/progress/RNG state."""
-    from vidistill.model.backbone import contract_for
-
-    contract = contract_for(
+    contract = contract_of(
         teacher.backbone, cfg.model.arch, cfg.data.global_size, cfg.data.mean, cfg.data.std,
         cfg.model.model_args,
     )

@@ -1,6 +1,6 @@
 """Backbone (timm ViT), projection head, predictor, student/teacher pair and its EMA."""
 
-from vidistill.model.backbone import build_backbone, contract_for, patch_size_of, split_tokens
+from vidistill.model.backbone import build_backbone, contract_of, patch_size_of, split_tokens
 from vidistill.model.head import DINOHead
 from vidistill.model.networks import Student, StudentOutputs, Teacher, update_teacher
 from vidistill.model.predictor import NextFramePredictor
@@ -12,7 +12,7 @@ __all__ = [
     "StudentOutputs",
     "Teacher",
     "build_backbone",
-    "contract_for",
+    "contract_of",
     "patch_size_of",
     "split_tokens",
     "update_teacher",

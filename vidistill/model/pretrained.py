@@ -10,40 +10,48 @@ SPEC is one of
 * a single ``.safetensors`` file, with ``--arch`` (or the contract a vidistill export embeds);
 * a vidistill run folder or checkpoint (its teacher backbone).
 
-The architecture (timm name + ``model_args``) comes from the init and is written into the run's
-config, so checkpoints, resume and export rebuild the same model. Weights are loaded into the
-backbone built for training (``build_backbone`` at the training size) after timm's own
-``checkpoint_filter_fn`` for that family, which resamples position embeddings to the new grid
-and converts foreign layouts (original DINOv2, CLIP, ...), exactly as ``create_model`` does.
+What a path is, its contract and its weights are read by the runtime (the artefact resolver, the
+checkpoint reader, :mod:`vidistill.runtime.timm_vit`): the same code that serves it. The
+architecture (timm name + ``model_args``) comes from the init and is written into the run's
+config, so checkpoints, resume and export rebuild the same model. The weights go into the
+backbone built for training after timm's own ``checkpoint_filter_fn`` for that family (which
+converts foreign layouts: original DINOv2, CLIP, ...); the position embedding is resampled from
+the grid it was saved at, and patch kernels of another size are refused, never resized.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from vidistill.config import Config
+from vidistill.contract import EncoderContract
 from vidistill.errors import CheckpointError, VidistillError
-from vidistill.model.backbone import build_backbone, patch_size_of
-from vidistill.runtime.torch_model import _prefix_in_pos_embed
+from vidistill.model.backbone import build_backbone
+from vidistill.runtime.artefacts import contract_from_folder, find_artefacts, read_json
+from vidistill.runtime.checkpoints import backbone_state
+from vidistill.runtime.names import CONFIG_NAME
+from vidistill.runtime.timm_vit import (
+    ArchitectureError,
+    architecture_args,
+    build_vit,
+    contract_from_timm_config,
+    patch_size_of,
+    prefix_in_pos_embed,
+    resample_pos_embed,
+    saved_grid,
+)
 
 log = logging.getLogger(__name__)
 
-# Files a hub-layout folder may hold its weights in, in the order timm prefers them
-# (encoder.safetensors: what `vidistill export` writes).
-WEIGHT_FILES = ("model.safetensors", "encoder.safetensors", "pytorch_model.bin")
-# create_model kwargs in a hub config that describe a build, not the architecture: the training
-# size and these are set by build_backbone.
-BUILD_ONLY_ARGS = ("img_size", "dynamic_img_size", "drop_path_rate", "drop_rate", "num_classes", "pretrained_cfg")
+# save_for_hf's default, when not asked for safetensors.
+TORCH_BIN = "pytorch_model.bin"
 SHOWN_MISMATCHES = 6
 NOT_A_VIT = "vidistill trains timm VisionTransformer / Eva families: DINO, DINOv2, DINOv3, DeiT, CLIP ViTs"
 
@@ -57,7 +65,7 @@ class PretrainedInit:
     """Where the starting weights are and the architecture they belong to."""
 
     spec: str  # what the user gave
-    kind: str  # "timm" | "folder" | "safetensors" | "vidistill"
+    kind: str  # "timm" or what the artefact resolver says the path is: "run", "export", "hub folder", ...
     arch: str  # timm name without pretrained tag
     model_args: dict = field(default_factory=dict)
     patch_size: int = 16
@@ -65,7 +73,7 @@ class PretrainedInit:
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     # (H, W) the weights were saved at, when the file says: a non-square grid's position embedding
-    # cannot be resampled from its token count alone (timm's filter assumes a square).
+    # cannot be resampled from its token count alone.
     saved_size: tuple[int, int] | None = None
 
     def describe(self) -> str:
@@ -80,25 +88,38 @@ def resolve_init(spec: str, arch: str = "", model_args: dict | None = None) -> P
     ``arch``/``model_args`` are only used where the init does not say (a bare ``.safetensors``).
     """
     path = Path(spec).expanduser()
-    if path.is_dir():
-        if (path / "checkpoint.pt").is_file():
-            return _from_vidistill(spec, path)
-        if (path / "config.json").is_file():
-            return _from_hub_folder(spec, path)
-        raise InitError(
-            f"--init {spec}: folder without config.json (expected timm's hub layout: config.json + "
-            f"model.safetensors, as timm.models._hub.save_for_hf writes; a vidistill export; or a "
-            f"vidistill run folder with checkpoint.pt)"
-        )
-    if path.is_file():
-        if path.suffix == ".safetensors":
-            return _from_safetensors(spec, path, arch, model_args or {})
-        if path.suffix in (".pt", ".pth"):
-            return _from_vidistill(spec, path)
-        raise InitError(f"--init {spec}: not a .safetensors file, a vidistill checkpoint (.pt) or a folder")
-    if _looks_like_path(spec):
-        raise InitError(f"--init {spec}: no such file or folder")
-    return _from_timm_name(spec, model_args or {})
+    if not path.exists():
+        if _looks_like_path(spec):
+            raise InitError(f"--init {spec}: no such file or folder")
+        return _from_timm_name(spec, model_args or {})
+    try:
+        found = find_artefacts(path)
+        kind = found.kind
+    except CheckpointError as e:
+        raise InitError(f"--init {spec}: {e}") from None
+    if kind in ("run", "checkpoint"):
+        _, contract, ckpt = _read(spec, backbone_state, found.checkpoint)
+        return _from_contract(spec, kind, contract, ckpt)
+    if kind == "export" and found.safetensors is not None and (contract := _read(spec, contract_from_folder, path)):
+        return _from_contract(spec, kind, contract, found.safetensors)
+    if kind == "hub folder":
+        return _from_hub_folder(spec, path, found.safetensors or (path / TORCH_BIN))
+    if kind == "safetensors":
+        return _from_safetensors(spec, path, arch, model_args or {})
+    what = "folder without config.json or checkpoint.pt" if path.is_dir() else "not an encoder's weights"
+    raise InitError(
+        f"--init {spec}: {what} (found {found.describe()}; expected timm's hub layout: "
+        f"config.json + model.safetensors, as timm.models._hub.save_for_hf writes; a vidistill export with "
+        f"encoder.safetensors; a vidistill run folder or checkpoint.pt; or a .safetensors file)"
+    )
+
+
+def _read(spec: str, reader, *args):
+    """A runtime reader's result, its CheckpointError as this --init's error."""
+    try:
+        return reader(*args)
+    except CheckpointError as e:
+        raise InitError(f"--init {spec}: {e}") from None
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -107,24 +128,25 @@ def _looks_like_path(spec: str) -> bool:
 
 def _architecture(what: str, arch: str, model_args: dict) -> tuple[int, dict]:
     """(patch size, model_args) of a timm ViT, built on the meta device (no memory, no weights)."""
-    args = {k: v for k, v in model_args.items() if k not in BUILD_ONLY_ARGS}
+    import timm
+
+    args = architecture_args(model_args)
     try:
         with torch.device("meta"):
-            backbone = build_backbone(arch, 224, 0.0, args)
-    except ValueError as e:
+            backbone = build_vit(arch, 224, args)
+    except ArchitectureError as e:
+        if timm.is_model(arch):  # a family without img_size / dynamic_img_size: ResNet, ConvNeXt, ...
+            raise InitError(f"{what}: {arch} is not a ViT with patch tokens ({NOT_A_VIT}): {e}") from None
         raise InitError(f"{what}: {e}") from None
-    except TypeError as e:  # a family without img_size / dynamic_img_size: ResNet, ConvNeXt, ...
-        raise InitError(f"{what}: {arch} is not a ViT with patch tokens ({NOT_A_VIT}): {e}") from None
     if not all(hasattr(backbone, a) for a in ("patch_embed", "blocks", "num_prefix_tokens")):
         raise InitError(f"{what}: {arch} ({type(backbone).__name__}) is not a ViT with patch tokens ({NOT_A_VIT})")
     return patch_size_of(backbone), args
 
 
-def _norm_stats(cfg: dict) -> tuple[tuple | None, tuple | None]:
-    mean, std = cfg.get("mean"), cfg.get("std")
-    if mean is None or std is None or len(mean) != 3:
-        return None, None
-    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+def _from_contract(spec: str, kind: str, contract: EncoderContract, location: Path) -> PretrainedInit:
+    patch, args = _architecture(f"--init {spec}", contract.model_name, dict(contract.model_args))
+    return PretrainedInit(spec, kind, contract.model_name, args, patch, location, contract.mean, contract.std,
+                          contract.image_size)
 
 
 def _from_timm_name(spec: str, model_args: dict) -> PretrainedInit:
@@ -149,80 +171,52 @@ def _from_timm_name(spec: str, model_args: dict) -> PretrainedInit:
             + (f"the tags it knows: {', '.join(known)}" if known else "it knows no pretrained weights for this architecture")
         )
     patch, args = _architecture(f"--init {spec}", arch, model_args)
-    mean, std = _norm_stats(pcfg.to_dict())
+    cfg = pcfg.to_dict()
+    mean, std = (tuple(cfg["mean"]), tuple(cfg["std"])) if len(cfg.get("mean") or ()) == 3 else (None, None)
     return PretrainedInit(spec, "timm", arch, args, patch, None, mean, std)
 
 
-def _from_hub_folder(spec: str, folder: Path) -> PretrainedInit:
-    from timm.models._hub import load_model_config_from_path
-
+def _from_hub_folder(spec: str, folder: Path, weights: Path) -> PretrainedInit:
+    config = _read(spec, read_json, folder / CONFIG_NAME)
+    if not isinstance(config.get("architecture"), str):
+        raise InitError(f"--init {spec}: {folder / CONFIG_NAME} is not a timm hub config (no 'architecture')")
+    if not weights.is_file():
+        raise InitError(f"--init {spec}: no weights in {folder} (looked for *.safetensors and {TORCH_BIN})")
     try:
-        pcfg, arch, model_args = load_model_config_from_path(folder)
-    except (KeyError, ValueError, json.JSONDecodeError) as e:
-        raise InitError(f"--init {spec}: {folder / 'config.json'} is not a timm hub config: {e!r}") from None
-    raw = json.loads((folder / "config.json").read_text())
-    # A vidistill export keeps the architecture's model_args in its contract.
-    model_args = {**(model_args or {}), **raw.get("vidistill", {}).get("model_args", {})}
-    weights = next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
-    if weights is None:
-        raise InitError(f"--init {spec}: no weights in {folder} (looked for {', '.join(WEIGHT_FILES)})")
-    patch, args = _architecture(f"--init {spec}", arch, model_args)
-    mean, std = _norm_stats(raw.get("vidistill") or pcfg)
-    saved = (raw.get("vidistill", {}).get("image_size") or raw.get("model_args", {}).get("img_size")
-             or (pcfg or {}).get("input_size", [None])[1:])
-    return PretrainedInit(spec, "folder", arch, args, patch, weights, mean, std, _size_hw(saved))
-
-
-def _size_hw(size) -> tuple[int, int] | None:
-    """An img_size / image_size as saved (int, [H, W] or nothing) as (H, W)."""
-    if isinstance(size, int):
-        return size, size
-    if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(x, int) for x in size):
-        return int(size[0]), int(size[1])
-    return None
+        contract = contract_from_timm_config(config)
+    except ArchitectureError as e:
+        _architecture(f"--init {spec}", config["architecture"], config.get("model_args") or {})  # the clearer error
+        raise InitError(f"--init {spec}: {e}") from None
+    return _from_contract(spec, "hub folder", contract, weights)
 
 
 def _from_safetensors(spec: str, path: Path, arch: str, model_args: dict) -> PretrainedInit:
     from safetensors import safe_open
-
-    from vidistill.contract import EncoderContract
 
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
         raise InitError(f"--init {spec}: not a readable .safetensors file: {e}") from None
-    mean = std = saved = None
     if "vidistill" in meta:  # written by `vidistill export`: the contract names the architecture
-        contract = EncoderContract.from_json(meta["vidistill"])
-        arch, model_args = contract.model_name, dict(contract.model_args)
-        mean, std, saved = contract.mean, contract.std, _size_hw(list(contract.image_size))
+        return _from_contract(spec, "safetensors", EncoderContract.from_json(meta["vidistill"]), path)
     if not arch:
         raise InitError(f"--init {spec}: a bare .safetensors needs --arch (the timm name it belongs to)")
     patch, args = _architecture(f"--init {spec}", arch, model_args)
-    return PretrainedInit(spec, "safetensors", arch, args, patch, path, mean, std, saved)
-
-
-def _from_vidistill(spec: str, path: Path) -> PretrainedInit:
-    from vidistill.checkpoint import find_checkpoint, load_checkpoint
-    from vidistill.contract import EncoderContract
-
-    ckpt = find_checkpoint(path)
-    contract = EncoderContract.from_dict(load_checkpoint(ckpt)["contract"])
-    patch, args = _architecture(f"--init {spec}", contract.model_name, dict(contract.model_args))
-    return PretrainedInit(spec, "vidistill", contract.model_name, args, patch, ckpt, contract.mean, contract.std,
-                          contract.image_size)
+    return PretrainedInit(spec, "safetensors", arch, args, patch, path)
 
 
 # ------------------------------------------------------------------------------ loading
-def init_state_dict(init: PretrainedInit, image_size: int) -> dict[str, torch.Tensor]:
-    """The init's backbone weights at ``image_size``, keys and shapes as ``build_backbone`` makes."""
+def init_state_dict(init: PretrainedInit, image_size: int, target: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """The init's backbone weights fitted to ``target`` (default: the architecture at
+    ``image_size``, built on the meta device: shapes only, no second model in memory)."""
+    if target is None:
+        with torch.device("meta"):
+            target = build_backbone(init.arch, image_size, 0.0, init.model_args)
     if init.kind == "timm":
-        return _timm_pretrained_state(init, image_size)
-    if init.kind == "vidistill":
-        from vidistill.checkpoint import load_teacher_backbone
-
-        state = load_teacher_backbone(init.location)[0].state_dict()
+        state = _timm_pretrained_state(init, image_size)
+    elif init.kind in ("run", "checkpoint"):
+        state = _read(init.spec, backbone_state, init.location)[0]
     else:
         from timm.models import load_state_dict
 
@@ -230,11 +224,11 @@ def init_state_dict(init: PretrainedInit, image_size: int) -> dict[str, torch.Te
             state = load_state_dict(str(init.location), weights_only=True)
         except Exception as e:  # noqa: BLE001 - torch/safetensors raise many types for a bad file
             raise InitError(f"--init {init.spec}: cannot read {init.location}: {e}") from None
-    target = build_backbone(init.arch, image_size, 0.0, init.model_args)
     return _fit_to(target, state, init)
 
 
 def _timm_pretrained_state(init: PretrainedInit, image_size: int) -> dict[str, torch.Tensor]:
+    """A hub name's weights, read by timm's pretrained machinery (the one model it builds)."""
     try:
         from huggingface_hub.errors import LocalEntryNotFoundError as unreachable
     except ImportError:  # pragma: no cover - huggingface_hub < 0.23
@@ -300,32 +294,16 @@ def _fit_patch_grid(target: nn.Module, state: dict[str, torch.Tensor], init: Pre
             f"{kernel.shape[-2]}x{kernel.shape[-1]}) does not fit {init.arch} {tuple(mine.weight.shape)}: the "
             f"weights belong to another patch size (pass the matching --arch)"
         )
-    pos, target_pos = state.get("pos_embed"), getattr(target, "pos_embed", None)
-    if pos is None or target_pos is None or pos.ndim != 3:
+    pos = state.get("pos_embed")
+    if pos is None or pos.ndim != 3 or getattr(target, "pos_embed", None) is None:
         return state
-    prefix = _prefix_in_pos_embed(target)
-    new_grid = tuple(int(g) for g in target.patch_embed.grid_size)
-    if init.saved_size is not None:
-        old_grid = (init.saved_size[0] // init.patch_size, init.saved_size[1] // init.patch_size)
-    else:
-        side = math.isqrt(max(pos.shape[1] - prefix, 0))
-        old_grid = (side, side)
-    if pos.shape[1] != old_grid[0] * old_grid[1] + prefix:
-        saved = f"saved at {init.saved_size[0]}x{init.saved_size[1]} px, " if init.saved_size else ""
-        raise InitError(
-            f"--init {init.spec}: position embedding pos_embed {tuple(pos.shape)} is not a "
-            f"{old_grid[0]}x{old_grid[1]} grid + {prefix} prefix tokens ({saved}patch {init.patch_size}), "
-            f"the layout of {init.arch} {tuple(target_pos.shape)}"
-        )
-    if old_grid == new_grid:
-        return state
-    return {**state, "pos_embed": resample_abs_pos_embed(pos, new_size=list(new_grid), old_size=list(old_grid),
-                                                         num_prefix_tokens=prefix)}
+    grid = saved_grid(pos, prefix_in_pos_embed(target), init.saved_size, init.patch_size)
+    return _read(init.spec, resample_pos_embed, state, target, grid, init.location or init.spec)
 
 
 def load_init(backbone: nn.Module, init: PretrainedInit, image_size: int) -> None:
     """Copy the init's weights into ``backbone`` (built by ``build_backbone`` at ``image_size``)."""
-    state = init_state_dict(init, image_size)
+    state = init_state_dict(init, image_size, target=backbone)
     try:
         backbone.load_state_dict(state, strict=True)
     except RuntimeError as e:  # pragma: no cover - _fit_to checked keys and shapes
@@ -397,8 +375,8 @@ def saved_run_config(run_dir: Path) -> Config | None:
     """The config of the run in ``run_dir`` if it has a checkpoint to resume from."""
     import yaml
 
-    from vidistill.checkpoint import CHECKPOINT_NAME
     from vidistill.config import config_from_dict
+    from vidistill.runtime.names import CHECKPOINT_NAME
 
     path = Path(run_dir) / "config.yaml"
     if not (Path(run_dir) / CHECKPOINT_NAME).is_file() or not path.is_file():

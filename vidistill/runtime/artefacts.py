@@ -44,6 +44,21 @@ class Artefacts:
         found = [f"{k}={getattr(self, k)}" for k in ("engine", "onnx", "safetensors", "checkpoint") if getattr(self, k)]
         return ", ".join(found) if found else "nothing usable"
 
+    @property
+    def kind(self) -> str:
+        """What the path is: "run" (a folder with checkpoint.pt), "checkpoint" (a .pt file),
+        "export" (a folder with a vidistill contract), "hub folder" (timm's hub layout:
+        config.json without one), "safetensors" / "onnx" / "engine" (one file), or "empty"."""
+        if self.path.is_file():
+            return next(k for k in ("checkpoint", "safetensors", "onnx", "engine") if getattr(self, k))
+        if self.checkpoint is not None:
+            return "run"
+        if contract_from_folder(self.path) is not None or self.onnx or self.engine:
+            return "export"
+        if (self.path / CONFIG_NAME).is_file():
+            return "hub folder"
+        return "empty"
+
 
 def _one(folder: Path, name: str, pattern: str) -> Path | None:
     exact = folder / name

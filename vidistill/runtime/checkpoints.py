@@ -31,15 +31,15 @@ def find_checkpoint(path: str | Path | None) -> Path:
                 "`vidistill train --video PATH`, or give a run folder or checkpoint)"
             )
         return candidates[-1]
+    from .artefacts import find_artefacts
+
     path = Path(path)
-    if path.is_dir():
-        ckpt = path / CHECKPOINT_NAME
-        if not ckpt.is_file():
-            raise CheckpointError(f"{path}: no {CHECKPOINT_NAME} in this folder (is it a vidistill run?)")
-        return ckpt
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder")
-    return path
+    found = find_artefacts(path) if path.is_dir() else None
+    if found is not None and found.checkpoint is None:
+        raise CheckpointError(f"{path}: no {CHECKPOINT_NAME} in this folder (is it a vidistill run?)")
+    return path if found is None else found.checkpoint
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -1,10 +1,9 @@
 """The encoder as a torch module: rebuilt from a contract, at any input size, from any artefact.
 
-Needs torch + timm (+ safetensors for export folders); never training code. One place builds
-the timm model from ``contract.model_name`` + ``contract.model_args`` (any ViT family: patch
-14/16, register tokens, layer scale, EVA/RoPE), resamples an absolute position embedding once
-when the size changes (RoPE models compute theirs from the grid), and splits the tokens.
-Export traces what :func:`rebuild_at_size` returns; the torch backend, eval and the VLA vision
+Needs torch + timm (+ safetensors for export folders); never training code. The timm model is
+built, resampled and split by :mod:`.timm_vit` (the one timm path, training's too) from
+``contract.model_name`` + ``contract.model_args`` (any ViT family: patch 14/16, register tokens,
+layer scale, EVA/RoPE); the position embedding is resampled once when the size changes. Export traces what :func:`rebuild_at_size` returns; the torch backend, eval and the VLA vision
 tower run the same module.
 """
 
@@ -20,16 +19,19 @@ from vidistill.errors import CheckpointError, VidistillError
 
 from .errors import MissingBackendError
 
+# torch through timm_vit: a robot without it gets that module's MissingBackendError, not an ImportError.
+from .timm_vit import (
+    INSTALL_TORCH,
+    ArchitectureError,
+    build_vit,
+    contract_from_timm_config,
+    nn,
+    resample_pos_embed,
+    split_tokens,
+    torch,
+)
+
 log = logging.getLogger(__name__)
-
-INSTALL_TORCH = "pip install torch timm safetensors"
-_OWN_ARGS = ("img_size", "num_classes", "dynamic_img_size", "pretrained", "drop_path_rate")
-
-try:
-    import torch
-    from torch import nn
-except ImportError:  # pragma: no cover - the ONNX/TensorRT-only robot never imports this module
-    raise MissingBackendError(f"the torch backend needs PyTorch, which is not installed: {INSTALL_TORCH}") from None
 
 
 def resolve_device(device: str | None = None) -> str:
@@ -44,11 +46,6 @@ def resolve_device(device: str | None = None) -> str:
         raise VidistillError(f"device {device!r}: {e}") from None
 
 
-def split_tokens(tokens: torch.Tensor, num_prefix_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, prefix + P, D) -> ([CLS] (B, D), patch tokens (B, P, D)); register tokens dropped."""
-    return tokens[:, 0], tokens[:, num_prefix_tokens:]
-
-
 class TokenEncoder(nn.Module):
     """``pixels`` (B, 3, H, W) normalised float32 -> ``cls`` (B, D), ``patch_tokens`` (B, P, D)."""
 
@@ -57,32 +54,15 @@ class TokenEncoder(nn.Module):
         self.backbone = backbone
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return split_tokens(self.backbone.forward_features(pixels), int(self.backbone.num_prefix_tokens))
-
-
-def timm_kwargs(contract: EncoderContract) -> dict[str, Any]:
-    """``contract.model_args`` without the arguments the runtime sets itself."""
-    return {k: v for k, v in contract.model_args.items() if k not in _OWN_ARGS}
+        return split_tokens(self.backbone, self.backbone.forward_features(pixels))
 
 
 def build_timm_encoder(contract: EncoderContract, image_size: Any = None, dynamic: bool = False) -> nn.Module:
     """The contract's timm architecture, random weights, no classifier, at ``image_size`` (H, W)."""
     try:
-        import timm
-    except ImportError:
-        raise MissingBackendError(f"rebuilding the encoder needs timm: {INSTALL_TORCH}") from None
-    size = as_hw(image_size or contract.image_size)
-    try:
-        return timm.create_model(
-            contract.model_name, pretrained=False, num_classes=0, img_size=size, dynamic_img_size=dynamic,
-            **timm_kwargs(contract),
-        )
-    except (RuntimeError, TypeError) as e:  # unknown name, argument the family does not take
-        raise CheckpointError(f"timm cannot build {contract.model_name!r} with {contract.model_args}: {e}") from None
-
-
-def _prefix_in_pos_embed(backbone: nn.Module) -> int:
-    return 0 if getattr(backbone, "no_embed_class", False) else int(backbone.num_prefix_tokens)
+        return build_vit(contract.model_name, image_size or contract.image_size, contract.model_args, dynamic=dynamic)
+    except ArchitectureError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def disable_fused_attention(module: nn.Module) -> nn.Module:
@@ -103,20 +83,12 @@ def rebuild_at_size(
     training model calls, so the rebuilt model computes what the training model computes at
     that size. Returns the module (eval, frozen) and the contract at the new size.
     """
-    from timm.layers import resample_abs_pos_embed
-
     size = as_hw(image_size or contract.image_size)
     p = contract.patch_size
     if min(size) <= 0 or size[0] % p or size[1] % p:
         raise VidistillError(f"image size {size[0]}x{size[1]} is not a positive multiple of the patch size {p}")
     backbone = build_timm_encoder(contract, size)
-    state = dict(state)
-    new_grid = tuple(backbone.patch_embed.grid_size)
-    if "pos_embed" in state and tuple(contract.grid_size) != new_grid:
-        state["pos_embed"] = resample_abs_pos_embed(
-            state["pos_embed"].float(), new_size=list(new_grid), old_size=list(contract.grid_size),
-            num_prefix_tokens=_prefix_in_pos_embed(backbone),
-        )
+    state = resample_pos_embed(dict(state), backbone, contract.grid_size, source)
     try:
         backbone.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -124,24 +96,6 @@ def rebuild_at_size(
                               f"{str(e).splitlines()[0]} ...") from None
     backbone.eval().requires_grad_(False)
     return TokenEncoder(backbone).eval(), dataclasses.replace(contract, image_size=size)
-
-
-def contract_from_timm_config(config: dict) -> EncoderContract:
-    """The contract of a plain timm hub folder (``architecture``, ``model_args``, ``pretrained_cfg``:
-    what ``save_for_hf`` writes): the architecture is built once to read its patch, width and
-    prefix tokens; mean/std and input size from ``pretrained_cfg``."""
-    pre = config.get("pretrained_cfg") or {}
-    args = {k: v for k, v in (config.get("model_args") or {}).items() if k not in _OWN_ARGS}
-    size = as_hw(tuple(pre.get("input_size", (3, 224, 224)))[1:])
-    probe = EncoderContract(config["architecture"], size, 16, 1, model_args=args)
-    model = build_timm_encoder(probe)
-    ps = model.patch_embed.patch_size
-    return EncoderContract(
-        model_name=config["architecture"], image_size=size, patch_size=int(ps[0] if isinstance(ps, (tuple, list)) else ps),
-        embed_dim=int(model.embed_dim), mean=tuple(pre.get("mean", probe.mean)), std=tuple(pre.get("std", probe.std)),
-        num_prefix_tokens=int(model.num_prefix_tokens), model_args=args,
-        interpolation="bilinear" if pre.get("interpolation") == "bilinear" else "bicubic",
-    )
 
 
 def safetensors_state(weights: Path) -> tuple[dict[str, torch.Tensor], EncoderContract]:
