@@ -52,7 +52,7 @@ def test_readme_flags_map_to_their_fields(tmp_path):
         "--video", "a.mp4", "--video", "b/", "--preset", "gpu", "--output", "runs/x", "--max-steps", "50",
         "--batch-size", "16", "--objective", "dino", "--no-pre-crop", "--time-aug-delta", "5",
         "--frame-stride", "12", "--num-frames", "4", "--config", str(file), "--set", "optim.teacher_temp=0.05",
-        "--image-size", "112", "--lr", "1e-3", "--out-dim", "1024", "--arch", "vit_tiny_patch16_224",
+        "--global-size", "112", "--lr", "1e-3", "--out-dim", "1024", "--arch", "vit_tiny_patch16_224",
         "--device", "cpu", "--amp", "off", "--epochs", "2", "--checkpoint-every", "9", "--num-workers", "0",
     )
     assert cfg.data.videos == ["a.mp4", "b/"] and cfg.preset == "gpu"
@@ -122,3 +122,15 @@ def test_a_config_file_is_checked_like_the_flags(tmp_path):
         cli_config("--preset", "cpu-tiny", "--config", str(file))
     with pytest.raises(VidistillError, match="config file not found"):
         cli_config("--preset", "cpu-tiny", "--config", str(tmp_path / "missing.yaml"))
+
+
+def test_train_image_size_is_the_old_spelling_of_global_size_with_a_warning(caplog):
+    """``train --global-size`` names the square global crop; ``--image-size`` still works one
+    release (export, eval and visualize keep ``--image-size`` as the encoder input S|HxW)."""
+    assert cli_config("--preset", "cpu-tiny", "--global-size", "112").data.global_size == 112
+    with caplog.at_level("WARNING"):
+        cfg = cli_config("--preset", "cpu-tiny", "--image-size", "80")
+    assert cfg.data.global_size == 80 and "data.global_size" in cfg.user_keys
+    assert "deprecated" in caplog.text and "--global-size 80" in caplog.text
+    with pytest.raises(VidistillError, match="give one of them"):
+        cli_config("--preset", "cpu-tiny", "--image-size", "80", "--global-size", "96")

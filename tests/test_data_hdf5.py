@@ -209,7 +209,7 @@ def test_cli_bad_hdf5_is_a_clear_error(tmp_path):
 def test_cli_trains_two_steps_on_hdf5_with_a_worker(robomimic, tmp_path):
     out = tmp_path / "run"
     r = run_cli("train", "--video", str(robomimic), "--output", str(out), "--max-steps", "2",
-                "--preset", "cpu-tiny", "--frame-stride", "4", "--batch-size", "2", "--image-size", "32",
+                "--preset", "cpu-tiny", "--frame-stride", "4", "--batch-size", "2", "--global-size", "32",
                 "--out-dim", "64", "--num-workers", "1", "--set", "data.local_size=16",
                 "--set", "model.head_hidden_dim=64", "--fps", "20")
     assert r.returncode == 0, r.stderr

@@ -52,7 +52,7 @@ def train_args(video: Path, out: Path, family: str, steps: int = 2, sizes: tuple
     g, loc = sizes or FAMILIES[family][2]
     return [
         "train", "--video", str(video), "--preset", "cpu-tiny", "--output", str(out), "--max-steps", str(steps),
-        "--batch-size", "2", "--out-dim", "64", "--num-workers", "0", "--image-size", str(g),
+        "--batch-size", "2", "--out-dim", "64", "--num-workers", "0", "--global-size", str(g),
         "--frame-stride", "8", "--set", f"data.local_size={loc}", "--set", "data.num_local=2",
         "--set", "model.head_hidden_dim=64", "--set", "model.head_bottleneck_dim=32",
         "--set", "train.progress=false",
@@ -194,7 +194,7 @@ def test_bad_init_is_a_clear_error_and_writes_nothing(kind, video_file, inits, t
     out = tmp_path / "run"
     args = [*train_args(video_file, out, "dinov2_reg4"), "--init", init]
     if kind == "patch_does_not_divide":
-        args += ["--image-size", "64"]  # 64 px is not a multiple of 14
+        args += ["--global-size", "64"]  # 64 px is not a multiple of 14
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("vidistill train: error: --init") or "data.global_size" in err

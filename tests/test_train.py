@@ -20,7 +20,7 @@ from vidistill.train import train
 
 # Small enough for seconds per run on 2 cores; the structure of the real presets.
 TINY = [
-    "--preset", "cpu-tiny", "--frame-stride", "8", "--batch-size", "4", "--image-size", "64",
+    "--preset", "cpu-tiny", "--frame-stride", "8", "--batch-size", "4", "--global-size", "64",
     "--out-dim", "512", "--num-workers", "0",
     "--set", "data.local_size=32", "--set", "data.max_side=0", "--set", "model.head_hidden_dim=128",
 ]

@@ -86,7 +86,7 @@ class DataConfig:
     num_frames: int = option(3, "K, frames per clip", flag="num-frames")
     frame_stride: int = option(30, "Δ, frames between consecutive clip frames", flag="frame-stride")
     clip_stride: int = option(1, "keep every n-th valid clip start (subsampling for long logs)")
-    global_size: int = option(224, "global view size in pixels", flag="image-size")
+    global_size: int = option(224, "square global crop size in pixels (the encoder's training input)", flag="global-size")
     local_size: int = option(96, "local view size in pixels")
     num_local: int = option(
         5, "L, local crops per future frame; the DINO baselines take (K-1)*L crops of their image, "

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import enum
+import logging
 import typing
+
+log = logging.getLogger(__name__)
 
 EPILOG = (
     "Defaults shown are the dataclass defaults (the paper's run); a preset, then --config, then "
@@ -61,6 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for key, f in config_fields():
         if f.metadata.get("flag"):
             p.add_argument(f"--{f.metadata['flag']}", **_flag_kwargs(key, f))
+    p.add_argument("--image-size", dest="deprecated_image_size", type=int, metavar="S",
+                   help="deprecated spelling of --global-size (kept for one release)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config field, e.g. --set optim.teacher_temp=0.05 (repeatable)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
@@ -76,6 +81,13 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         value = getattr(args, key, None) if f.metadata.get("flag") else None
         if value is not None:
             overrides[key] = value
+    if getattr(args, "deprecated_image_size", None) is not None:
+        if overrides.get("data.global_size", args.deprecated_image_size) != args.deprecated_image_size:
+            raise VidistillError("--image-size is the old spelling of --global-size: give one of them")
+        log.warning("train --image-size is deprecated and will be removed: use --global-size %d (the square "
+                    "global crop; --image-size stays the encoder input of export, eval and visualize)",
+                    args.deprecated_image_size)
+        overrides["data.global_size"] = args.deprecated_image_size
     if args.video:
         overrides["data.videos"] = list(args.video)
     if args.camera:
