@@ -4,12 +4,13 @@ Export's parity checks, ``vidistill eval`` and the robot adapters all go through
 numbers in ``manifest.json`` certify what a robot runs. Imports no training code; torch is
 needed only by the torch backend (an ONNX or TensorRT robot runs without it).
 
-Modules, one idea each: ``names`` (artefact file names, metadata keys), ``artefacts`` (find them,
-read the contract), ``preprocess`` (validation, the contract's resize rule, normalisation),
+Modules, one idea each: ``names`` (artefact file names, metadata keys), ``artefacts`` (what a path is,
+its artefacts, the contract), ``preprocess`` (validation, the contract's resize rule, normalisation),
 ``features`` (what an encoder returns), ``encoder`` (the interface), ``ort`` (the ONNX Runtime
-session factory), ``backend_onnx``, ``tensorrt`` (probe + runner), ``torch_model`` (the timm
-module from a contract at any size), ``checkpoints`` (read a training checkpoint),
-``backend_torch``, ``loader`` (``load_encoder``).
+session factory), ``backend_onnx``, ``tensorrt`` (probe + runner), ``timm_vit`` (the one timm
+path: build, token split, position-embedding resample, hub config; training uses it too),
+``torch_model`` (the timm module from a contract at any size), ``checkpoints`` (read a training
+checkpoint), ``backend_torch``, ``loader`` (``load_encoder``).
 
     from vidistill.runtime import load_encoder
     encoder = load_encoder("runs/x/export")        # TensorRT > ONNX Runtime > torch
