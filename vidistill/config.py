@@ -2,13 +2,17 @@
 
 The dataclass defaults are the paper's run (ViT-S/16 at 224 px, METHOD.md). A preset is a
 small YAML overlay in ``vidistill/presets/``; a ``--config file.yaml`` overlays that; CLI flags
-overlay last. The resolved config is saved with every run and checkpoint.
+and ``--set`` overlay that (``build_config`` records which keys the user set); what an ``--init``
+implies (its architecture, normalisation, the crop sizes its patch allows) comes last
+(:func:`apply_init`), and nothing later rewrites the config. The resolved config is saved with
+every run and checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +22,9 @@ from typing import Any, ClassVar
 import yaml
 
 from vidistill.contract import IMAGENET_MEAN, IMAGENET_STD
+from vidistill.errors import VidistillError
+
+log = logging.getLogger(__name__)
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -431,6 +438,47 @@ def _section_type(key: str) -> Any:
         return field_type(key)
     except (KeyError, AttributeError, TypeError):
         return None
+
+
+def apply_init(
+    cfg: Config, arch: str, model_args: dict, patch: int, mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> None:
+    """The last layer (defaults < preset < file < flags < ``--set`` < the init): what an ``--init``
+    implies, read by the init's resolver. Its architecture, with the ``model_args`` the user set on
+    top; the normalisation it was trained with, unless the user set one; crop sizes fitted to its
+    patch (:func:`fit_crop_sizes`)."""
+    user_args = cfg.model.model_args if "model.model_args" in cfg.user_keys else {}
+    cfg.model.arch, cfg.model.model_args = arch, {**model_args, **user_args}
+    if mean is not None and std is not None and not {"data.mean", "data.std"} & cfg.user_keys:
+        cfg.data.mean, cfg.data.std = tuple(mean), tuple(std)
+    fit_crop_sizes(cfg, patch)
+
+
+def fit_crop_sizes(cfg: Config, patch: int) -> None:
+    """Crop sizes to multiples of ``patch``: a size from the preset or the defaults snaps to the
+    nearest one (a patch-14 model trains at 224/98 px, not 224/96); a size the user chose that the
+    patch does not divide is an error."""
+    asked, snapped = [], []
+    for name in ("global_size", "local_size"):
+        size = getattr(cfg.data, name)
+        asked.append(size)
+        if size % patch:
+            lower, upper = size // patch * patch, (size // patch + 1) * patch
+            if f"data.{name}" in cfg.user_keys:
+                raise VidistillError(
+                    f"data.{name} = {size} px is not a multiple of the patch size {patch} of {cfg.model.arch}"
+                    + (f" (--init {cfg.model.init})" if cfg.model.init else "")
+                    + f": use {' or '.join(str(s) for s in (lower, upper) if s)}"
+                )
+            size = max(patch, round(size / patch) * patch)
+            setattr(cfg.data, name, size)
+        snapped.append(size)
+    if snapped != asked:
+        log.info(
+            "patch size %d: crop sizes snapped to %d/%d px (global/local; the preset asked %d/%d)",
+            patch, *snapped, *asked,
+        )
 
 
 def config_from_dict(d: dict) -> Config:

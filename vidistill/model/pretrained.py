@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vidistill.config import Config
+from vidistill.config import Config, apply_init, fit_crop_sizes
 from vidistill.contract import EncoderContract
 from vidistill.errors import CheckpointError, VidistillError
 from vidistill.model.backbone import build_backbone
@@ -324,51 +324,23 @@ def prepare_model_config(cfg: Config, saved: Config | None = None) -> Pretrained
     that the patch does not divide is an error.
     """
     init = None
-    user = cfg.user_keys
     if cfg.model.init and saved is not None and saved.model.init == cfg.model.init:
         cfg.model.arch, cfg.model.model_args = saved.model.arch, dict(saved.model.model_args)
         cfg.data.mean, cfg.data.std = saved.data.mean, saved.data.std
     elif cfg.model.init:
-        user_arch = cfg.model.arch if "model.arch" in user else ""
-        user_args = cfg.model.model_args if "model.model_args" in user else {}
+        user_arch = cfg.model.arch if "model.arch" in cfg.user_keys else ""
+        user_args = cfg.model.model_args if "model.model_args" in cfg.user_keys else {}
         init = resolve_init(cfg.model.init, user_arch, user_args)
         if init.kind != "safetensors" and user_arch not in ("", init.arch):
             raise InitError(
                 f"--arch {cfg.model.arch} conflicts with the architecture of --init {cfg.model.init} "
                 f"({init.arch}); the init decides it, drop --arch"
             )
-        cfg.model.arch, cfg.model.model_args = init.arch, {**init.model_args, **user_args}
-        if init.mean is not None and not {"data.mean", "data.std"} & user:
-            cfg.data.mean, cfg.data.std = init.mean, init.std
         log.info("--init %s: %s", cfg.model.init, init.describe())
-    patch = init.patch_size if init else _architecture(f"--arch {cfg.model.arch}", cfg.model.arch, cfg.model.model_args)[0]
-    fit_crop_sizes(cfg, patch)
+        apply_init(cfg, init.arch, init.model_args, init.patch_size, init.mean, init.std)
+        return init
+    fit_crop_sizes(cfg, _architecture(f"--arch {cfg.model.arch}", cfg.model.arch, cfg.model.model_args)[0])
     return init
-
-
-def fit_crop_sizes(cfg: Config, patch: int) -> None:
-    """Crop sizes to multiples of ``patch``: a size from the preset or the defaults snaps to the
-    nearest one; a size the user chose that the patch does not divide is an error."""
-    asked, snapped = [], []
-    for name in ("global_size", "local_size"):
-        size = getattr(cfg.data, name)
-        asked.append(size)
-        if size % patch:
-            lower, upper = size // patch * patch, (size // patch + 1) * patch
-            if f"data.{name}" in cfg.user_keys:
-                raise InitError(
-                    f"data.{name} = {size} px is not a multiple of the patch size {patch} of {cfg.model.arch}"
-                    + (f" (--init {cfg.model.init})" if cfg.model.init else "")
-                    + f": use {' or '.join(str(s) for s in (lower, upper) if s)}"
-                )
-            size = max(patch, round(size / patch) * patch)
-            setattr(cfg.data, name, size)
-        snapped.append(size)
-    if snapped != asked:
-        log.info(
-            "patch size %d: crop sizes snapped to %d/%d px (global/local; the preset asked %d/%d)",
-            patch, *snapped, *asked,
-        )
 
 
 def saved_run_config(run_dir: Path) -> Config | None:
