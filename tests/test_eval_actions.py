@@ -122,7 +122,7 @@ def test_lerobot_state_target_history_and_cache(tmp_path, artefacts, settings, c
     assert src.targets.names() == ["action", "observation.state"]
     assert np.allclose(src.targets.read("observation.state"), state[1])  # rows in frame order
 
-    opts = settings(targets=("observation.state", "action"), camera="observation.images.top", history=2)
+    opts = settings(targets=("observation.state", "action"), camera="observation.images.top", history=2, stride=2)
     report = action_probe([artefacts["export"]], log_root, opts)
     assert report["targets"] == {"observation.state": 4, "action": 2}
     row = report["rows"][1]

@@ -78,7 +78,7 @@ class ActionLog:
     data: str
     camera: str
     episodes: list[VideoSource]
-    targets: dict[str, list[np.ndarray]]  # name -> per episode (frames, dims)
+    targets: dict[str, list[np.ndarray]]  # name -> per episode (frames used, dims)
     frames: list[np.ndarray] = field(default_factory=list)  # per episode: the frame indices used
 
 
@@ -122,6 +122,7 @@ def open_action_log(data: str | Path, settings: ActionProbeSettings) -> ActionLo
     targets: dict[str, list[np.ndarray]] = {n: [] for n in names}
     frames: list[np.ndarray] = []
     for src in episodes:
+        used = np.arange(0, len(src), stride)
         if src.targets is None:
             raise VidistillError(f"{src.path}: episode {src.episode} records no targets beside its frames")
         for name in names:
@@ -137,8 +138,8 @@ def open_action_log(data: str | Path, settings: ActionProbeSettings) -> ActionLo
             if not np.isfinite(values).all():
                 raise VidistillError(f"{src.path}: episode {src.episode or src.name}: target {name!r} "
                                      "holds NaN or infinite values")
-            targets[name].append(values)
-        frames.append(np.arange(0, len(src), stride))
+            targets[name].append(values[used])
+        frames.append(used)
     for name, per_episode in targets.items():
         dims = {v.shape[1] for v in per_episode}
         if len(dims) > 1:
@@ -171,7 +172,7 @@ def encoder_key(encoder: Encoder, spec: str) -> str:
     from vidistill.runtime.artefacts import find_artefacts
 
     stamp: list[Any] = [spec, encoder.backend, encoder.contract.to_dict()]
-    if not spec.startswith(RANDOM_INIT):
+    if not spec.startswith(RANDOM_INIT) and Path(encoder.source).exists():
         found = find_artefacts(encoder.source)
         stamp += [_file_stamp(p) for p in (found.onnx, found.engine, found.safetensors, found.checkpoint) if p]
     return hashlib.sha256(json.dumps(stamp, default=str).encode()).hexdigest()[:24]
@@ -393,7 +394,7 @@ def random_init_encoder(like: Encoder, seed: int) -> Encoder:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = TokenEncoder(build_timm_encoder(like.contract))
-    return TorchEncoder(model, like.contract, "cpu" if like.device == "cpu" else like.device,
+    return TorchEncoder(model, like.contract, like.device if str(like.device).startswith("cuda") else "cpu",
                         source=f"{RANDOM_INIT} ({like.contract.model_name})", precision="fp32")
 
 

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 from vidistill.contract import as_hw
+from vidistill.data.command import fps_value
 from vidistill.errors import VidistillError
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def _actions_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("torch", "onnx", "tensorrt", "auto"), default="torch",
                    help="runtime backend for the encoders (default: torch)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
-    p.add_argument("--fps", type=float, default=0.0, metavar="FPS", help="frame rate of logs that store none (HDF5)")
+    p.add_argument("--fps", type=fps_value, default=0.0, metavar="FPS", help="frame rate of logs that store none (HDF5)")
     p.add_argument("--no-cache", action="store_true", help="encode again; do not read or write cached features")
     p.add_argument("--extract-batch-size", type=int, default=32, metavar="N",
                    help="images per forward pass (default: 32)")
