@@ -200,6 +200,10 @@ class TrainConfig:
     )
     checkpoint_every: int = option(500, "steps between checkpoints (also at every epoch end)", flag="checkpoint-every")
     log_every: int = option(1, "steps between log.jsonl records")
+    monitor_every: int = option(
+        25, "steps between measures of the teacher's feature rank and position share (repr/* in "
+        "log.jsonl: partial collapse; 0 = off)",
+    )
     tensorboard: bool = option(False, "also log to <run>/tensorboard (needs vidistill[tb])", flag="tensorboard")
     progress: bool = option(True, "progress bar with ETA")
 

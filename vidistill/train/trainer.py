@@ -37,13 +37,14 @@ from vidistill.train.distributed import (
     cleanup_distributed,
     setup_distributed,
 )
-from vidistill.train.monitor import CollapseDetector, RunLogger, tensorboard_writer
+from vidistill.train.monitor import CollapseDetector, RunFacts, RunLogger, tensorboard_writer
 from vidistill.train.optimizer import (
     build_optimizer,
     cancel_last_layer_gradients,
     clip_gradients_per_parameter,
     set_hyperparameters,
 )
+from vidistill.train.representation import representation_stats
 from vidistill.train.run_lock import RunFolderBusy, RunLock
 from vidistill.train.schedules import Schedules
 
@@ -102,7 +103,10 @@ class Trainer:
                 f"{len(self.sampler)} clips per process (lower --batch-size or add video)"
             )
         self.schedules = Schedules.build(cfg, self.steps_per_epoch, ctx.world_size)
-        self.collapse = CollapseDetector(cfg.model.out_dim)
+        self.collapse = CollapseDetector(
+            cfg.model.out_dim,
+            facts=RunFacts.of(cfg, self.sampler.num_clips, self.schedules.total_steps, ctx.world_size),
+        )
 
         # Same seed on every rank for the initial weights (DDP also broadcasts rank 0's).
         torch.manual_seed(cfg.train.seed)
@@ -265,6 +269,9 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         update_teacher(self.student, self.teacher, sch.momentum[step])
+        every = self.cfg.train.monitor_every
+        if every > 0 and (step % every == 0 or step + 1 == sch.total_steps):
+            record.update(representation_stats(self.teacher.backbone, globals_.flatten(0, 1)))
 
         record.update(lr=sch.lr[step], wd=sch.weight_decay[step], momentum=sch.momentum[step], teacher_temp=tau_t)
         # Headline collapse numbers: the global branch if there is one (where collapse happens).
