@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,15 @@ import yaml
 from vidistill.contract import IMAGENET_MEAN, IMAGENET_STD
 
 PRESET_DIR = Path(__file__).parent / "presets"
+# Why auto_preset chose a preset, for the log line that says so.
+PRESET_MACHINE = {
+    "adapt": "--init with CUDA",
+    "adapt-cpu": "--init without CUDA: CPU sizes, ViT at 96 px crops, batch 8, out_dim 4096",
+    "gpu": "CUDA",
+    "cpu-tiny": "no CUDA: ViT-Ti/16 at 96 px, batch 8",
+}
+
+log = logging.getLogger(__name__)
 
 
 
@@ -204,6 +214,10 @@ class TrainConfig:
         25, "steps between measures of the teacher's feature rank and position share (repr/* in "
         "log.jsonl: partial collapse; 0 = off)",
     )
+    uniform_warning_steps: int = option(
+        100, "steps of near-uniform teacher targets before the collapse monitor warns (and names the "
+        "likely causes in this run)",
+    )
     tensorboard: bool = option(False, "also log to <run>/tensorboard (needs vidistill[tb])", flag="tensorboard")
     progress: bool = option(True, "progress bar with ETA")
 
@@ -290,6 +304,25 @@ def _to_plain(obj: Any) -> Any:
 
 def available_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str, _chain: tuple[str, ...] = ()) -> dict:
+    """A preset's values; ``extends: other`` at its top takes ``other``'s values first (so a
+    CPU-sized variant states only what it changes, and the recipe has one source)."""
+    if name not in available_presets():
+        raise ValueError(f"unknown preset {name!r}; available: {', '.join(available_presets())}")
+    if name in _chain:
+        raise ValueError(f"preset {name!r} extends itself: {' -> '.join((*_chain, name))}")
+    values = load_yaml(PRESET_DIR / f"{name}.yaml")
+    parent = values.pop("extends", None)
+    return _deep_merge(load_preset(parent, (*_chain, name)), values) if parent else values
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def _coerce(tp: Any, value: Any) -> Any:
@@ -379,16 +412,19 @@ def parse_set(items: list[str]) -> dict[str, str]:
 
 
 def auto_preset(init: str = "") -> str:
-    """Default preset: ``adapt`` when starting from a pretrained encoder (``--init``); otherwise
-    the single-GPU preset when CUDA is there, the CPU one otherwise."""
-    if init:
-        return "adapt"
+    """Default preset, sized to the machine: with CUDA, ``adapt`` when starting from a
+    pretrained encoder (``--init``) and ``gpu`` otherwise; without, their CPU-sized variants
+    ``adapt-cpu`` and ``cpu-tiny`` (a GPU-sized batch of 64 at 224 px does not finish 200 steps
+    in 15 minutes on 2 cores)."""
     try:
         import torch
 
-        return "gpu" if torch.cuda.is_available() else "cpu-tiny"
+        cuda = torch.cuda.is_available()
     except ImportError:  # pragma: no cover
-        return "cpu-tiny"
+        cuda = False
+    if init:
+        return "adapt" if cuda else "adapt-cpu"
+    return "gpu" if cuda else "cpu-tiny"
 
 
 def build_config(
@@ -398,10 +434,11 @@ def build_config(
 ) -> Config:
     """Resolve defaults < preset < config file < overrides (dotted keys)."""
     cfg = Config()
-    preset = preset or auto_preset(str((overrides or {}).get("model.init", "")))
-    if preset not in available_presets():
-        raise ValueError(f"unknown preset {preset!r}; available: {', '.join(available_presets())}")
-    apply_overrides(cfg, load_yaml(PRESET_DIR / f"{preset}.yaml"), where=f"preset {preset}")
+    if not preset:
+        preset = auto_preset(str((overrides or {}).get("model.init", "")))
+        log.info("preset %s (the default on this machine: %s; --preset picks another)", preset,
+                 PRESET_MACHINE.get(preset, ""))
+    apply_overrides(cfg, load_preset(preset), where=f"preset {preset}")
     cfg.preset = preset
     if config_file:
         apply_overrides(cfg, load_yaml(config_file), where=str(config_file))

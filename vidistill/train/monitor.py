@@ -34,16 +34,20 @@ class RunFacts:
     clips_per_epoch: int
     total_steps: int
     targets_per_clip: int = 2  # [CLS] targets one clip gives the global branch (K−1, or 2 for DINO)
+    patches: int = 1  # patch targets per global view (the dense branch)
+    rows_per_process: dict[str, int] | None = None  # target rows a batch gives each branch, one process
 
     @classmethod
-    def of(cls, cfg: Any, clips_per_epoch: int, total_steps: int, world_size: int = 1) -> RunFacts:
+    def of(cls, cfg: Any, clips_per_epoch: int, total_steps: int, world_size: int = 1, patches: int = 1) -> RunFacts:
         o = cfg.optim
         batch = o.batch_size * world_size
+        per_clip = 2 if cfg.objective.is_frame_dino else max(cfg.data.num_frames - 1, 1)
         return cls(
             out_dim=cfg.model.out_dim, teacher_temp=o.teacher_temp, momentum_teacher=o.momentum_teacher,
             peak_lr=o.base_lr * (batch / 256.0 if o.scale_lr else 1.0), batch=batch,
-            clips_per_epoch=clips_per_epoch, total_steps=total_steps,
-            targets_per_clip=2 if cfg.objective.is_frame_dino else max(cfg.data.num_frames - 1, 1),
+            clips_per_epoch=clips_per_epoch, total_steps=total_steps, targets_per_clip=per_clip,
+            patches=patches,
+            rows_per_process={"global": o.batch_size * per_clip, "dense": o.batch_size * per_clip * patches},
         )
 
 
@@ -106,12 +110,12 @@ class CollapseDetector:
       with how long and the settings most likely at fault in this run (``uniform_causes``).
     * Partial collapse: sharp targets that all land on a few prototypes. ``prototypes_used``
       (exp of the batch-mean target entropy) below ``few_prototypes`` of what the batch could
-      use for ``patience`` steps is warned once.
+      use (min(out_dim, its target rows)) for ``patience`` steps is warned once.
     """
 
     def __init__(self, out_dim: int, patience: int = 20, kl_eps: float = 0.15,
                  near_uniform: float = 0.8, near_uniform_steps: int = 100,
-                 facts: RunFacts | None = None, few_prototypes: float = 0.02):
+                 facts: RunFacts | None = None, few_prototypes: float = 0.1):
         self.log_k = math.log(out_dim)
         self.out_dim = out_dim
         self.patience = patience
@@ -165,13 +169,14 @@ class CollapseDetector:
 
     def _watch_prototypes(self, branch: str, entropy: float, used: float | None, step: int) -> None:
         """Sharp rows (entropy well under log K) spread over few prototypes: partial collapse."""
-        if used is None or entropy > 0.5 * self.log_k:
+        rows = (self.facts.rows_per_process or {}).get(branch) if self.facts else None
+        if used is None or rows is None or entropy > 0.5 * self.log_k:
             self._few_streak[branch] = 0
             return
-        # A sharp row covers about exp(entropy) prototypes; a healthy batch spreads its rows over
-        # many times that. Fewer than `few_prototypes` of out_dim, and barely more than one row's
-        # worth, means the batch's targets all point at the same few prototypes.
-        if used >= max(self.few_prototypes * self.out_dim, 2.0 * math.exp(entropy)):
+        # Sharp rows that point at different things spread the batch over up to min(out_dim,
+        # rows) prototypes (a batch of 16 [CLS] targets can use 16 at most, 576 patch targets
+        # hundreds). A tenth of that means most inputs get the same few targets.
+        if used >= self.few_prototypes * min(self.out_dim, rows):
             self._few_streak[branch] = 0
             return
         streak = self._few_streak[branch] = self._few_streak.get(branch, 0) + 1

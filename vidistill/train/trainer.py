@@ -103,10 +103,6 @@ class Trainer:
                 f"{len(self.sampler)} clips per process (lower --batch-size or add video)"
             )
         self.schedules = Schedules.build(cfg, self.steps_per_epoch, ctx.world_size)
-        self.collapse = CollapseDetector(
-            cfg.model.out_dim,
-            facts=RunFacts.of(cfg, self.sampler.num_clips, self.schedules.total_steps, ctx.world_size),
-        )
 
         # Same seed on every rank for the initial weights (DDP also broadcasts rank 0's).
         torch.manual_seed(cfg.train.seed)
@@ -114,6 +110,12 @@ class Trainer:
         if init is not None:
             load_init(self.student.backbone, init, cfg.data.global_size)  # the teacher copies it
         self.teacher = Teacher(self.student).to(self.device)
+        self.collapse = CollapseDetector(
+            cfg.model.out_dim,
+            near_uniform_steps=cfg.train.uniform_warning_steps,
+            facts=RunFacts.of(cfg, self.sampler.num_clips, self.schedules.total_steps, ctx.world_size,
+                              patches=self.student.backbone.patch_embed.num_patches),
+        )
         self.objective = with_gram_anchor(build_objective(cfg), cfg, self.student.backbone).to(self.device)
         self.optimizer = build_optimizer(self.student, adaptation_param_groups(self.student, cfg.adapt))
         self.drift = None  # teacher features vs the init's on fixed frames (rank 0 logs them)
