@@ -110,12 +110,13 @@ class CollapseDetector:
       with how long and the settings most likely at fault in this run (``uniform_causes``).
     * Partial collapse: sharp targets that all land on a few prototypes. ``prototypes_used``
       (exp of the batch-mean target entropy) below ``few_prototypes`` of what the batch could
-      use (min(out_dim, its target rows)) for ``patience`` steps is warned once.
+      use (min(out_dim, its target rows); rows of one image or clip are alike, so a healthy batch
+      measured 0.4-1.2 of that) for ``patience`` steps is warned once.
     """
 
     def __init__(self, out_dim: int, patience: int = 20, kl_eps: float = 0.15,
                  near_uniform: float = 0.8, near_uniform_steps: int = 100,
-                 facts: RunFacts | None = None, few_prototypes: float = 0.1):
+                 facts: RunFacts | None = None, few_prototypes: float = 0.25):
         self.log_k = math.log(out_dim)
         self.out_dim = out_dim
         self.patience = patience
@@ -175,7 +176,7 @@ class CollapseDetector:
             return
         # Sharp rows that point at different things spread the batch over up to min(out_dim,
         # rows) prototypes (a batch of 16 [CLS] targets can use 16 at most, 576 patch targets
-        # hundreds). A tenth of that means most inputs get the same few targets.
+        # hundreds). A quarter of that means most inputs get the same few targets.
         if used >= self.few_prototypes * min(self.out_dim, rows):
             self._few_streak[branch] = 0
             return
