@@ -160,6 +160,29 @@ def test_missing_videos(tmp_path, lerobot_v21, caplog, frame_code):
         discover_sources([root])
 
 
+@pytest.mark.parametrize("how", ["column missing", "null"])
+def test_v30_episode_without_from_timestamp_is_an_error_naming_the_file(tmp_path, lerobot_v30, how):
+    """Without it every episode of a concatenated file would silently read from frame 0."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = copy(lerobot_v30, tmp_path / "ds")
+    meta = root / "meta/episodes/chunk-000/file-000.parquet"
+    table = pq.read_table(meta)
+    column = f"videos/{SIDE}/from_timestamp"
+    if how == "null":
+        values = table.column(column).to_pylist()
+        table = table.set_column(table.schema.get_field_index(column), column,
+                                 pa.array([values[0], None, values[2]], pa.float64()))
+    else:
+        table = table.drop_columns([column])
+    pq.write_table(table, meta)
+    episode = 1 if how == "null" else 0
+    with pytest.raises(VideoError, match=rf"{meta}: episode {episode} has no videos/{SIDE}/from_timestamp"):
+        discover_sources([root])
+    assert len(discover_sources([root], cameras=[TOP])) == 3  # the other camera still reads
+
+
 def test_truncated_v30_video_trains_on_what_reads(tmp_path, caplog, frame_code):
     root = write_lerobot_v30(tmp_path / "ds", [9, 12], image_camera=None, faststart=True)
     video = root / f"videos/{TOP}/chunk-000/file-000.mp4"  # cut off: the last episode loses its tail
