@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import lerobot_code, write_lerobot_v30
+from conftest import lerobot_code, pattern_frame, write_lerobot_v30
+from robot_log_fixtures import assert_colours
 
 from vidistill.config import build_config
 from vidistill.data.cache import extract_cache
@@ -50,6 +51,8 @@ def test_v21_one_source_per_episode_and_camera(lerobot_v21, frame_code):
         assert codes(episodes[0], frame_code, [8]) == [lerobot_code(0, 8)]
         assert episodes[0].read(3).dtype == np.uint8 and episodes[0].read(3).shape == (96, 128, 3)
     assert by(found.sources, TOP)[0].describe()["codec"] == "av1"
+    wrist = by(found.sources, WRIST)[1]  # PNG in parquet: lossless, in its own colours
+    assert_colours(wrist.read(4), pattern_frame(lerobot_code(1, 4)), "v2.1 PNG image camera")
 
 
 def test_v30_concatenated_files_with_per_camera_offsets(lerobot_v30, frame_code):
@@ -64,6 +67,8 @@ def test_v30_concatenated_files_with_per_camera_offsets(lerobot_v30, frame_code)
             assert codes(src, frame_code, order) == [lerobot_code(e, i) for i in order], (camera, e)
     # Inside one concatenated file: episode 1 starts at file frame 9 (top) and 12 (side: 3 frames
     # of another recording first); episode 2 is frame 0 of file-001.
+    wrist = by(found.sources, WRIST)[2]
+    assert_colours(wrist.read(6), pattern_frame(lerobot_code(2, 6)), "v3.0 PNG image camera")
     top, side = by(found.sources, TOP), by(found.sources, SIDE)
     assert (top[1].path, top[1].first) == (top[0].path, 9) and side[1].first == 12
     assert top[2].path.endswith("file-001.mp4") and top[2].first == 0
