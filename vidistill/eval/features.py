@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vidistill.data.sources.frame_folder import IMAGE_EXTENSIONS
 from vidistill.errors import VidistillError
 from vidistill.runtime.encoder import Encoder
 from vidistill.runtime.loader import load_encoder
@@ -23,7 +24,6 @@ from vidistill.runtime.preprocess import fit_to_aspect
 
 __all__ = ["Encoder", "load_encoder", "read_rgb", "to_input_aspect", "resize_nearest", "IMAGE_EXTENSIONS"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
