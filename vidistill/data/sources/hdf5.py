@@ -319,6 +319,7 @@ class Hdf5Targets(Targets):
 
     def __init__(self, path: str, group: str, names: list[str]):
         self.path, self.group, self._names = path, group, names
+        self.file = path
 
     def names(self) -> list[str]:
         return list(self._names)

@@ -305,6 +305,7 @@ class LeRobotTargets(Targets):
 
     def __init__(self, data: Path, episode: int, names: list[str]):
         self.data, self.episode, self._names = data, episode, names
+        self.file = str(data)
 
     def names(self) -> list[str]:
         return list(self._names)
