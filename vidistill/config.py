@@ -200,6 +200,11 @@ class TrainConfig:
     )
     checkpoint_every: int = option(500, "steps between checkpoints (also at every epoch end)", flag="checkpoint-every")
     log_every: int = option(1, "steps between log.jsonl records")
+    sync_every: int = option(
+        0, "steps between reads of the step's scalars to the host (the loss check and the log "
+        "records then come in bursts; never past a checkpoint); 0 = auto: every step on CPU, where a "
+        "read costs nothing, every 20 on CUDA, where it stalls the queue of kernels",
+    )
     tensorboard: bool = option(False, "also log to <run>/tensorboard (needs vidistill[tb])", flag="tensorboard")
     progress: bool = option(True, "progress bar with ETA")
 
