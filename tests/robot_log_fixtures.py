@@ -31,6 +31,20 @@ def frame(stream: int, index: int, width: int = W, height: int = H) -> np.ndarra
     return pattern_frame(code(stream, index), width, height)
 
 
+def colour_error(decoded: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
+    """Mean absolute error of a decoded RGB frame against the one written, and the same with red
+    and blue swapped: the bar code is grey, so only the colours below it tell the channel order
+    (the pattern's red ramp and blue checker differ by ~70 levels on average)."""
+    band = expected.shape[0] // 3 + 2  # below the bar code, clear of its edge
+    a, b = decoded[band:].astype(np.float32), expected[band:].astype(np.float32)
+    return float(np.abs(a - b).mean()), float(np.abs(a[..., ::-1] - b).mean())
+
+
+def assert_colours(decoded: np.ndarray, expected: np.ndarray, what: str = "") -> None:
+    error, swapped = colour_error(decoded, expected)
+    assert error < 12 < swapped, f"{what}: colours off by {error:.1f} (red/blue swapped: {swapped:.1f})"
+
+
 # ========================================================================================= ROS
 @dataclass
 class Topic:
@@ -161,11 +175,16 @@ def write_ros2_bag(path: Path, topics: Sequence[Topic], storage: str = "sqlite3"
 
 # ======================================================================================== HDF5
 def write_robomimic(path: Path, lengths: Sequence[int], cameras: Sequence[str] = ("agentview_image",),
-                    demo_ids: Sequence[int] | None = None) -> Path:
+                    demo_ids: Sequence[int] | None = None, images: Sequence[np.ndarray] | None = None,
+                    actions: Sequence[np.ndarray] | None = None,
+                    low_dim: dict[str, Sequence[np.ndarray]] | None = None) -> Path:
     """A robomimic dataset: data/demo_N/obs/<camera> (N,H,W,3) uint8, gzip, plus low-dim obs.
 
     ``demo_ids`` default 0..n-1; written in the order given (tests pass 10 before 2: the reader
     must sort them numerically). Stream of (demo k in sorted order, camera c) = k * len(cameras) + c.
+    ``images`` / ``actions`` (one array per demo, in the order given): the frames of every camera
+    and the ``actions`` dataset instead of bar codes and zeros (an action may have another length
+    than its frames: a damaged file); ``low_dim``: more obs/<key> datasets, one array per demo.
     """
     import json
 
@@ -180,14 +199,16 @@ def write_robomimic(path: Path, lengths: Sequence[int], cameras: Sequence[str] =
         for k, (demo_id, n) in enumerate(zip(ids, lengths, strict=True)):
             demo = data.create_group(f"demo_{demo_id}")
             demo.attrs["num_samples"] = n
-            demo.create_dataset("actions", data=np.zeros((n, 7), np.float32))
+            demo.create_dataset("actions", data=actions[k] if actions is not None else np.zeros((n, 7), np.float32))
             obs = demo.create_group("obs")
             obs.create_dataset("robot0_eef_pos", data=np.zeros((n, 3), np.float32))
+            for key, values in (low_dim or {}).items():
+                obs.create_dataset(key, data=values[k])
             rank = order.index(k)
             for c, cam in enumerate(cameras):
                 stream = rank * len(cameras) + c
-                images = np.stack([frame(stream, i) for i in range(n)])
-                obs.create_dataset(cam, data=images, compression="gzip")  # h5py chunks, as robomimic
+                pixels = images[k] if images is not None else np.stack([frame(stream, i) for i in range(n)])
+                obs.create_dataset(cam, data=pixels, compression="gzip")  # h5py chunks, as robomimic
             obs.create_dataset("agentview_depth", data=np.ones((n, H, W, 1), np.float32))
         mask = f.create_group("mask")
         mask.create_dataset("train", data=np.array([f"demo_{i}".encode() for i in ids]))
@@ -216,7 +237,8 @@ def write_aloha(path: Path, frames: int, cameras: Sequence[str] = ALOHA_CAMERAS[
             if not compressed:
                 images.create_dataset(cam, data=np.stack(rgb), chunks=(1, H, W, 3))
                 continue
-            encoded[cam] = [cv2.imencode(".jpg", x[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].ravel() for x in rgb]
+            # As the recorders do: the camera's RGB array straight into cv2.imencode (which takes it for BGR).
+            encoded[cam] = [cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].ravel() for x in rgb]
         if compressed:
             padded = max(len(b) for bufs in encoded.values() for b in bufs)
             compress_len = np.zeros((len(cameras), frames), np.float32)
