@@ -145,3 +145,10 @@ def test_adapt_cpu_targets_leave_uniform_from_a_saved_init(videos, saved_init, t
     before = adapt_run(videos, saved_init, tmp_path / "before",
                        **{"optim.teacher_temp": 0.04, "optim.warmup_teacher_temp": 0.04})
     assert min(before.values()) > 0.7 > max(now.values()) + 0.15, (now, before)
+
+
+def test_representation_stats_of_a_diverged_step_are_nan_not_an_error():
+    """The trainer's loss check must be the one to stop a diverged run (with its message)."""
+    x = torch.randn(8, 4, 16)
+    x[0, 0, 0] = float("nan")
+    assert math.isnan(effective_rank(x)) and math.isnan(position_share(x))

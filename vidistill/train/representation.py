@@ -18,6 +18,8 @@ global views through the teacher backbone (no gradient, fp32):
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -27,6 +29,8 @@ from vidistill.model.backbone import split_tokens
 def effective_rank(features: torch.Tensor) -> float:
     """exp H(σ / Σσ) of the centred (N, D) features' singular values σ."""
     x = features.float().reshape(-1, features.shape[-1])
+    if not bool(torch.isfinite(x).all()):
+        return math.nan  # a diverged step: the loss check that follows stops the run and says so
     x = x - x.mean(0, keepdim=True)
     s = torch.linalg.svdvals(x)
     if float(s.sum()) <= 0:
