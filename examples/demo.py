@@ -1,10 +1,13 @@
 """`make demo`: the whole product on a laptop CPU in a few minutes.
 
-1. trains the cpu-tiny preset on the robot log that ships in examples/robot_logs/,
+1. trains the cpu-tiny preset on the robot log that ships in examples/robot_logs/ (a small
+   LeRobot v3.0 dataset: 2 episodes, with the arm's joint state and action beside each frame),
 2. exports the teacher backbone (safetensors for timm + ONNX, checked against PyTorch),
 3. wraps a gymnasium env with FeatureObservationWrapper backed by the exported ONNX model and
    steps it,
-4. draws the learned features (PCA of patch tokens) and the loss curves.
+4. draws the learned features (PCA of patch tokens) and the loss curves,
+5. asks whether it helps the robot: ``vidistill eval actions`` reads the log's recorded action
+   from the export's frozen features, against random init, on the held-out episode.
 
     python examples/demo.py [--steps 300] [--output runs/demo]
 """
@@ -22,6 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 ROBOT_LOGS = ROOT / "examples" / "robot_logs"
+EPISODE_VIDEO = ROBOT_LOGS / "videos" / "observation.images.front" / "chunk-000" / "file-001.mp4"  # episode 1
 
 
 class RobotLogReplayEnv(gym.Env):
@@ -60,7 +64,7 @@ def main() -> None:
     out = Path(args.output)
     t0 = time.time()
 
-    print(f"[1/4] training cpu-tiny on {ROBOT_LOGS.relative_to(ROOT)} for {args.steps} steps")
+    print(f"[1/5] training cpu-tiny on {ROBOT_LOGS.relative_to(ROOT)} for {args.steps} steps")
     from vidistill.config import build_config
     from vidistill.train import train
 
@@ -69,16 +73,16 @@ def main() -> None:
     })
     run_dir = train(cfg)
 
-    print("[2/4] exporting the teacher backbone (safetensors + ONNX, parity-checked)")
+    print("[2/5] exporting the teacher backbone (safetensors + ONNX, parity-checked)")
     from vidistill.export.pipeline import ExportOptions, export_checkpoint
 
     result = export_checkpoint(ExportOptions(source=run_dir, output=run_dir / "export"))
 
-    print("[3/4] stepping a gymnasium env through FeatureObservationWrapper (ONNX Runtime)")
+    print("[3/5] stepping a gymnasium env through FeatureObservationWrapper (ONNX Runtime)")
     from vidistill.robot_adapters import FeatureObservationWrapper, load_encoder
 
     encoder = load_encoder(result.output, backend="onnx")
-    env = FeatureObservationWrapper(RobotLogReplayEnv(ROBOT_LOGS / "episode_001.mp4"), encoder, output="grid")
+    env = FeatureObservationWrapper(RobotLogReplayEnv(EPISODE_VIDEO), encoder, output="grid")
     obs, _ = env.reset(seed=0)
     steps, t = 0, time.perf_counter()
     for _ in range(50):
@@ -89,12 +93,23 @@ def main() -> None:
     per_step = (time.perf_counter() - t) / steps * 1e3
     print(f"      observation: {obs.dtype} {obs.shape} (D, h, w) in {env.observation_space}; {per_step:.1f} ms/step")
 
-    print("[4/4] drawing the learned features and the loss curves")
+    print("[4/5] drawing the learned features and the loss curves")
     from vidistill.visualize import feature_picture, loss_curves
 
-    picture = feature_picture(str(result.output), str(ROBOT_LOGS / "episode_001.mp4"), run_dir / "features.png",
+    picture = feature_picture(str(result.output), str(EPISODE_VIDEO), run_dir / "features.png",
                               frames=6, tile=192, image_size=192)
     curves = loss_curves(str(run_dir), run_dir / "curves.png")
+
+    # The same command a user runs on their own log (every 2nd frame: neighbours at 30 fps are near
+    # copies, and the demo stays within a minute of this step on 2 cores).
+    report = run_dir / "eval_actions.json"
+    command = ["eval", "actions", str(result.output), "--data", str(ROBOT_LOGS), "--stride", "2",
+               "--json", str(report), "--device", "cpu"]
+    print("[5/5] does it help the robot? vidistill " + shlex.join(command))
+    from vidistill.cli import main as vidistill
+
+    if vidistill(command) != 0:
+        raise SystemExit("vidistill eval actions failed (see above)")
 
     run_q, export_q = shlex.quote(str(run_dir)), shlex.quote(str(result.output))  # pasteable
     print(f"""
@@ -103,9 +118,11 @@ done in {time.time() - t0:.0f} s. Written:
   export (timm weights, ONNX)    {result.output}
   feature picture (PCA of patch tokens)  {picture}
   loss curves                    {curves}
+  action readout vs random init  {report}
 
 next:
   vidistill train --video YOUR_ROBOT_LOGS/                  # train on your own episodes
+  vidistill eval actions {export_q} --data YOUR_LEROBOT_DATASET/   # does it help your robot?
   vidistill export {run_q} --trt                        # TensorRT engine (NVIDIA GPU + tensorrt)
   python examples/wrap_gym_env.py {export_q}       # features as observations
   python examples/ppo_sb3_features.py                       # PPO on features (pip install -e '.[sb3]')

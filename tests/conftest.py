@@ -196,7 +196,8 @@ def _info(version: str, episodes: list[int], cameras: list[str], image_camera: s
     }
 
 
-def _data_table(episodes: list[int], image_camera: str | None, only: int | None = None):
+def _data_table(episodes: list[int], image_camera: str | None, only: int | None = None,
+                state: list[np.ndarray] | None = None):
     import pyarrow as pa
 
     rows: dict[str, list] = {"action": [], "timestamp": [], "frame_index": [], "episode_index": [], "index": [],
@@ -216,8 +217,11 @@ def _data_table(episodes: list[int], image_camera: str | None, only: int | None 
                     png = cv2.imencode(".png", cv2.cvtColor(pattern_frame(lerobot_code(e, i)), cv2.COLOR_RGB2BGR))[1]
                     images.append({"bytes": png.tobytes(), "path": f"frame_{index:06d}.png"})
             index += 1
+    if state is not None:  # observation.state, one array per episode
+        rows["observation.state"] = [v.tolist() for e, a in enumerate(state) if only is None or only == e for v in a]
     table = pa.table({
         "action": pa.array(rows["action"], pa.list_(pa.float32())),
+        **({"observation.state": pa.array(rows["observation.state"], pa.list_(pa.float32()))} if state else {}),
         "timestamp": pa.array(rows["timestamp"], pa.float32()),
         **{k: pa.array(rows[k], pa.int64()) for k in ("frame_index", "episode_index", "index", "task_index")},
     })
@@ -265,18 +269,23 @@ def write_lerobot_v21(root: Path, episodes: list[int], cameras: list[str] = ("ob
 
 def write_lerobot_v30(root: Path, episodes: list[int], cameras: list[str] = ("observation.images.top",),
                       image_camera: str | None = "observation.images.wrist", lead_in: int = 3,
-                      split_after: int | None = None, faststart: bool = False) -> Path:
+                      split_after: int | None = None, faststart: bool = False,
+                      state: list[np.ndarray] | None = None) -> Path:
     """v3.0: each camera's episodes concatenated in one mp4 (file-000). Camera k's file starts
     with k*lead_in frames of another recording, so every camera has its own offsets; with
     ``split_after`` the episodes after that one go to file-001 (a second concatenated file).
-    ``faststart``: mp4 index first (a cut-off file still opens)."""
+    ``faststart``: mp4 index first (a cut-off file still opens). ``state``: an
+    ``observation.state`` column (one (frames, dims) array per episode)."""
     import json
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     (root / "meta").mkdir(parents=True)
-    (root / "meta" / "info.json").write_text(json.dumps(_info("v3.0", episodes, list(cameras), image_camera), indent=4))
+    info = _info("v3.0", episodes, list(cameras), image_camera)
+    if state is not None:
+        info["features"]["observation.state"] = {"dtype": "float32", "shape": [state[0].shape[1]], "names": None}
+    (root / "meta" / "info.json").write_text(json.dumps(info, indent=4))
     rows: dict[str, list] = {"episode_index": [], "tasks": [], "length": [], "data/chunk_index": [],
                              "data/file_index": [], "dataset_from_index": [], "dataset_to_index": [],
                              "stats/action/mean": []}
@@ -312,7 +321,7 @@ def write_lerobot_v30(root: Path, episodes: list[int], cameras: list[str] = ("ob
     pq.write_table(pa.table({"task_index": [0], "task": ["pick"]}), root / "meta/tasks.parquet")
     data = root / "data/chunk-000/file-000.parquet"
     data.parent.mkdir(parents=True)
-    pq.write_table(_data_table(episodes, image_camera), data, row_group_size=8)
+    pq.write_table(_data_table(episodes, image_camera, state=state), data, row_group_size=8)
     return root
 
 

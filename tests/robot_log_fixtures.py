@@ -161,11 +161,16 @@ def write_ros2_bag(path: Path, topics: Sequence[Topic], storage: str = "sqlite3"
 
 # ======================================================================================== HDF5
 def write_robomimic(path: Path, lengths: Sequence[int], cameras: Sequence[str] = ("agentview_image",),
-                    demo_ids: Sequence[int] | None = None) -> Path:
+                    demo_ids: Sequence[int] | None = None, images: Sequence[np.ndarray] | None = None,
+                    actions: Sequence[np.ndarray] | None = None,
+                    low_dim: dict[str, Sequence[np.ndarray]] | None = None) -> Path:
     """A robomimic dataset: data/demo_N/obs/<camera> (N,H,W,3) uint8, gzip, plus low-dim obs.
 
     ``demo_ids`` default 0..n-1; written in the order given (tests pass 10 before 2: the reader
     must sort them numerically). Stream of (demo k in sorted order, camera c) = k * len(cameras) + c.
+    ``images`` / ``actions`` (one array per demo, in the order given): the frames of every camera
+    and the ``actions`` dataset instead of bar codes and zeros (an action may have another length
+    than its frames: a damaged file); ``low_dim``: more obs/<key> datasets, one array per demo.
     """
     import json
 
@@ -180,14 +185,16 @@ def write_robomimic(path: Path, lengths: Sequence[int], cameras: Sequence[str] =
         for k, (demo_id, n) in enumerate(zip(ids, lengths, strict=True)):
             demo = data.create_group(f"demo_{demo_id}")
             demo.attrs["num_samples"] = n
-            demo.create_dataset("actions", data=np.zeros((n, 7), np.float32))
+            demo.create_dataset("actions", data=actions[k] if actions is not None else np.zeros((n, 7), np.float32))
             obs = demo.create_group("obs")
             obs.create_dataset("robot0_eef_pos", data=np.zeros((n, 3), np.float32))
+            for key, values in (low_dim or {}).items():
+                obs.create_dataset(key, data=values[k])
             rank = order.index(k)
             for c, cam in enumerate(cameras):
                 stream = rank * len(cameras) + c
-                images = np.stack([frame(stream, i) for i in range(n)])
-                obs.create_dataset(cam, data=images, compression="gzip")  # h5py chunks, as robomimic
+                pixels = images[k] if images is not None else np.stack([frame(stream, i) for i in range(n)])
+                obs.create_dataset(cam, data=pixels, compression="gzip")  # h5py chunks, as robomimic
             obs.create_dataset("agentview_depth", data=np.ones((n, H, W, 1), np.float32))
         mask = f.create_group("mask")
         mask.create_dataset("train", data=np.array([f"demo_{i}".encode() for i in ids]))

@@ -45,10 +45,11 @@ def test_adapt_benchmark_quick_has_every_row_and_resumes(tmp_path, capsys):
             assert "vidistill train" in r["command"] and "student" in r
             assert ("--init" in r["command"]) == run.ROWS[r["row"]]["init"]
             assert (Path(r["command"].split("--output ")[1].split()[0]) / "export" / "encoder.safetensors").is_file()
+            assert all(0.0 < r["patch_cka"][scene] <= 1.0 + 1e-9 for scene in ("A", "B"))  # vs the base
             if run.ROWS[r["row"]]["init"]:
                 assert 0.0 < r["weight_drift"]["student"]  # adaptation moved the base
     text = capsys.readouterr().out
-    assert "| Row |" in text and "base + vidistill + Gram" in text
+    assert "| Row |" in text and "base + vidistill + Gram" in text and "patch CKA B / A" in text
     # a rerun reuses results, checkpoints and the base instead of training again
     files = sorted(out.glob("results/*.json")) + sorted(out.glob("runs/*/checkpoint.pt")) + [
         out / "base" / "model.safetensors"]

@@ -13,15 +13,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 import yaml
 from timm.models._hub import save_for_hf
 
 from vidistill.cli import main
-from vidistill.config import build_config
+from vidistill.config import build_config, config_from_dict
+from vidistill.data import build_dataset
 from vidistill.model.pretrained import prepare_model_config
+from vidistill.runtime import load_encoder
+from vidistill.train.adaptation import FeatureDriftProbe, centred_cosine, linear_cka
 from vidistill.train.distributed import DistributedContext
 from vidistill.train.monitor import read_log
 from vidistill.train.trainer import Trainer
@@ -298,6 +303,35 @@ def test_gram_loss_is_zero_at_init_and_grows_as_the_student_moves():
     assert gram_loss(x @ q, x).item() < 1e-10
 
 
+def test_feature_drift_measures_move_where_an_uncentred_cosine_does_not():
+    """Linear CKA of patch features: 1 for the same encoder, clearly below 1 for a perturbed one,
+    blind to a global scale (and a rotation) of the feature space. Tokens that share a large
+    common direction keep an uncentred cosine near 1 however they move; CKA and the centred
+    cosine see the move."""
+    torch.manual_seed(0)
+    encoder = timm.create_model("vit_small_patch16_224", num_classes=0, img_size=64, **TINY).eval()
+    pixels = torch.randn(4, 3, 64, 64)
+    probe = FeatureDriftProbe.at_init(encoder, pixels)
+    same = probe.measure(encoder)
+    assert all(v == pytest.approx(1.0, abs=1e-9) for v in same.values())
+    with torch.no_grad():
+        for p in encoder.blocks.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    moved = probe.measure(encoder)
+    assert moved["drift/patch_cka"] < 0.95 and moved["drift/patch_cos"] < 0.95
+    _, patches = FeatureDriftProbe.features(encoder, pixels)
+    q, _ = torch.linalg.qr(torch.randn(64, 64, dtype=torch.float64))
+    assert linear_cka(patches * 7.0, probe.init_patches) == pytest.approx(moved["drift/patch_cka"], rel=1e-9)
+    assert linear_cka((patches.double() @ q).float(), probe.init_patches) == pytest.approx(
+        moved["drift/patch_cka"], rel=1e-5)
+    # A shared direction 10x the spread: the uncentred cosine reads ~1, the centred measures do not.
+    offset = 10 * patches.reshape(-1, 64).norm(dim=-1).mean() * F.normalize(torch.randn(64), dim=0)
+    a, b = probe.init_patches + offset, patches + offset
+    assert F.cosine_similarity(a, b, dim=-1).mean() > 0.99
+    assert linear_cka(b, a) == pytest.approx(moved["drift/patch_cka"], rel=1e-5)
+    assert centred_cosine(b, a) == pytest.approx(moved["drift/patch_cos"], rel=1e-5)
+
+
 def test_gram_anchor_and_drift_probe_in_a_run(video_file, inits, tmp_path):
     family = "dinov2_reg4"
     out = tmp_path / "run"
@@ -305,11 +339,20 @@ def test_gram_anchor_and_drift_probe_in_a_run(video_file, inits, tmp_path):
             "--set", "adapt.drift_every=1", "--set", "adapt.head_warmup_fraction=0.34"]  # 1 of 3 steps frozen
     assert main(args) == 0
     log = read_log(out)
-    assert all("gram/loss" in r and "drift/patch_cos" in r and "collapsed" in r for r in log)
-    assert log[0]["drift/patch_cos"] > 0.9999  # head warm-up: the teacher is still the init
-    assert all(-1 <= r["drift/patch_cos"] <= 1.0 + 1e-6 for r in log)
+    keys = ("drift/patch_cka", "drift/patch_cos", "drift/cls_cos")
+    assert all("gram/loss" in r and all(k in r for k in keys) and "collapsed" in r for r in log)
+    # Head warm-up: the teacher is still exactly the init at step 1, then it moves.
+    assert all(log[0][k] == pytest.approx(1.0, abs=1e-9) for k in keys)
+    assert log[-1]["drift/patch_cka"] < 1.0 - 1e-9 and log[-1]["drift/patch_cos"] < 1.0 - 1e-9  # lr ramp: ~1e-8
     state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert state["drift_probe"]["init_patches"].shape == (8, 16, 64)  # 8 frames, 4x4 patches at 56 px
+    # The probe frames are what the run's encoder gets from a camera frame: the 128x96 video
+    # centre-cropped by the contract (not stretched), by the runtime's own preprocessing.
+    dataset = build_dataset(config_from_dict(state["config"]))
+    ids = np.linspace(0, len(dataset) - 1, 8).round().astype(int)
+    frames = [dataset.frames(int(c))[0] for c in ids]
+    expected = load_encoder(out, backend="torch", device="cpu").preprocess(frames)
+    assert torch.equal(state["drift_probe"]["pixels"], torch.from_numpy(expected))
     # The frozen init is in the objective's state (a resume needs no init) and is the init.
     init = timm.create_model(f"local-dir:{inits[family]}", pretrained=True, num_classes=0, img_size=56).state_dict()
     anchor = {k.removeprefix("gram.anchor."): v for k, v in state["objective"].items() if k.startswith("gram.anchor.")}

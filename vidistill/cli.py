@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("vidistill.data.command", "pre-extract video frames to a JPEG cache"),
     "info": ("vidistill.data.info", "what a video, log or dataset holds: format, episodes, cameras, frames, codec"),
     "export": ("vidistill.export.command", "export the teacher backbone: safetensors, ONNX, TensorRT"),
-    "eval": ("vidistill.eval.command", "evaluate frozen features: probe (mIoU), depth, knn"),
+    "eval": ("vidistill.eval.command", "evaluate frozen features: probe (mIoU), depth, knn, actions (a robot log's own actions)"),
     "visualize": ("vidistill.visualize", "PCA pictures of patch features; loss curves of a run"),
 }
 

@@ -122,6 +122,28 @@ def probe_both(encoder, args, seed: int) -> dict:
     return {scene: probe(encoder, args.probe_dirs[scene], args, seed) for scene in ("B", "A")}
 
 
+def held_out_patches(encoder, data: Path):
+    """Patch tokens of every held-out still of a probe folder (both splits), as the probes see them."""
+    from vidistill.eval.datasets import dense_split
+    from vidistill.eval.features import read_rgb
+
+    images = [p for split in ("training", "validation") for p in dense_split(data, split).images]
+    return encoder.extract((read_rgb(p) for p in images), total=len(images), desc="drift features")[1]
+
+
+def feature_drift(encoder, args) -> dict:
+    """Per scene, linear CKA between this encoder's patch tokens and the base's on the held-out
+    stills (1 = the same relations between patches as the base; ``drift/patch_cka`` of the
+    training log, measured on the export)."""
+    from vidistill.train.adaptation import linear_cka
+
+    if not hasattr(args, "base_patches"):  # the base's features, once per invocation
+        base = hub_encoder(args.base, args.probe_size, args.device)
+        args.base_patches = {scene: held_out_patches(base, d) for scene, d in args.probe_dirs.items()}
+    return {scene: linear_cka(held_out_patches(encoder, d), args.base_patches[scene])
+            for scene, d in args.probe_dirs.items()}
+
+
 # ---- one row, one seed ----------------------------------------------------------------------
 
 
@@ -178,10 +200,16 @@ def run_row(row: str, seed: int, args) -> dict:
 
     slug = f"{SLUGS[row]}_s{seed}"
     path = args.output / "results" / f"{slug}.json"
+    spec = ROWS[row]
+    export = args.output / "runs" / slug / "export"
     if path.is_file() and not args.force_probe:
         log.info("%s: done before (%s)", slug, path)
-        return json.loads(path.read_text())
-    spec = ROWS[row]
+        result = json.loads(path.read_text())
+        if spec["kind"] == "train" and "patch_cka" not in result and export.is_dir():  # probed before CKA
+            result["patch_cka"] = feature_drift(load_encoder(export, image_size=args.probe_size or None,
+                                                             device=args.device), args)
+            path.write_text(json.dumps(result, indent=2) + "\n")
+        return result
     result: dict = {"row": row, "seed": seed}
     t0 = time.perf_counter()
     if spec["kind"] == "random":
@@ -202,10 +230,11 @@ def run_row(row: str, seed: int, args) -> dict:
         log.info("%s: %s", slug, result["command"])
         vidistill(cmd[1:])
         t_train = time.perf_counter()
-        export = run_dir / "export"
         vidistill(["export", str(run_dir), "--output", str(export), "--no-onnx"])
         result["seconds_train"] = t_train - t0
-        result["teacher"] = probe_both(load_encoder(export, image_size=args.probe_size or None, device=args.device), args, seed)
+        teacher = load_encoder(export, image_size=args.probe_size or None, device=args.device)
+        result["teacher"] = probe_both(teacher, args, seed)
+        result["patch_cka"] = feature_drift(teacher, args)
         if args.probe_student:
             result["student"] = probe_both(load_encoder(run_dir, image_size=args.probe_size or None, device=args.device, branch="student"),
                                            args, seed)
@@ -256,6 +285,9 @@ def aggregate(results: list[dict], branch: str = "teacher") -> dict:
             entry[f"{scene}_{key}_vs_base"] = _stats([p[scene][key] - base[r["seed"]][scene][key]
                                                      for p, r in zip(probes, runs, strict=True) if r["seed"] in base])
         entry["drift"] = _stats([r.get("weight_drift", {}).get(branch) for r in runs])
+        for scene in ("B", "A"):  # the exported teacher's patch features vs the base's
+            entry[f"{scene}_patch_cka"] = _stats([r.get("patch_cka", {}).get(scene) for r in runs
+                                                  if branch == "teacher"])
         entry["collapsed"] = sum(bool(r.get("collapse", {}).get("collapsed")) for r in runs)
         table[row] = entry
     return table
@@ -269,13 +301,16 @@ def _cell(m: dict, fmt: str, signed: bool = False) -> str:
 
 
 def format_table(table: dict, markdown: bool = False, branch: str = "teacher") -> str:
-    head = ["Row", *(c[2] for c in COLUMNS), "Δ B mIoU", "Δ A mIoU", f"{branch} moved", "collapsed"]
+    head = ["Row", *(c[2] for c in COLUMNS), "Δ B mIoU", "Δ A mIoU", f"{branch} moved", "drift: patch CKA B / A",
+            "collapsed"]
     lines = []
     for row, e in table.items():
         cells = [row, *(_cell(e[f"{s}_{k}"], f) for s, k, _, f in COLUMNS)]
         for s in ("B", "A"):
             cells.append("–" if row == "base (as is)" else _cell(e[f"{s}_miou_vs_base"], "{:.1f}", signed=True))
         cells.append("–" if e["drift"]["mean"] is None else f"{100 * e['drift']['mean']:.3f}%")
+        cka = [e[f"{s}_patch_cka"]["mean"] for s in ("B", "A")]
+        cells.append("–" if None in cka else " / ".join(f"{v:.4f}" for v in cka))
         cells.append(f"{e['collapsed']}/{len(e['seeds'])}" if ROWS[row]["kind"] == "train" else "–")
         lines.append(cells)
     if markdown:
@@ -349,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     base_record = json.loads((args.base / "train.json").read_text()) if (args.base / "train.json").is_file() else {}
     report = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                     if k not in ("probe_dirs", "videos_b")},
+                     if k not in ("probe_dirs", "videos_b", "base_patches")},
         "base": {k: v for k, v in base_record.items() if k != "curve"},
         "table": table, "student_table": student, "runs": results,
         "seconds_this_invocation": time.perf_counter() - t0,

@@ -1,4 +1,6 @@
-"""``vidistill eval {probe,depth,knn} ENCODER --data DIR``: probes on frozen features.
+"""``vidistill eval {probe,depth,knn} ENCODER --data DIR``: probes on frozen features;
+``vidistill eval actions ENCODER... --data LOG``: encoders judged by a robot log's own actions
+(:mod:`vidistill.eval.actions`).
 
 ENCODER is a checkpoint file, a run folder (its teacher is evaluated) or an export folder,
 loaded through the runtime with ``--backend`` (torch by default; ``--backend onnx`` probes
@@ -13,6 +15,7 @@ import logging
 from pathlib import Path
 
 from vidistill.contract import as_hw
+from vidistill.data.command import fps_value
 from vidistill.errors import VidistillError
 
 log = logging.getLogger(__name__)
@@ -74,11 +77,74 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _common(p)
     _probe_options(p, lr=1e-3)
 
+    _actions_parser(sub)
+
     p = sub.add_parser("knn", help="DINO weighted k-NN on [CLS] features: top-1 accuracy",
                        epilog=LAYOUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
     p.add_argument("--k", type=int, default=20, help="neighbours (default: 20)")
     p.add_argument("--temperature", type=float, default=0.07, help="vote temperature (default: 0.07)")
+
+
+ACTIONS_HELP = "which encoder predicts a robot log's own actions (or state) best: R², NMSE, k-NN error"
+ACTIONS_DESCRIPTION = """\
+Judge encoders by the robot's own log: a ridge readout from frozen features ([CLS] + mean patch
+token, optionally a frame history) to the actions or state the log records beside its frames,
+fitted on training episodes (penalty chosen on them only) and scored on held-out whole episodes.
+Reports R² and normalised MSE per target dimension and on average, and the k-NN action error;
+the first row is always 'random init' (the first encoder's architecture, random weights).
+
+targets, by the log's own names (default: its action):
+  LeRobot v2/v3:   action, observation.state, ... (numeric features of meta/info.json)
+  robomimic HDF5:  actions, obs/robot0_eef_pos, ... (under data/demo_N)
+  ALOHA HDF5:      action, observations/qpos, ...
+Features are cached per encoder and log ($VIDISTILL_CACHE or ~/.cache/vidistill, action_features/)."""
+
+
+def _actions_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("actions", help=ACTIONS_HELP, description=ACTIONS_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("encoders", nargs="+", metavar="ENCODER",
+                   help="export folder, run folder, checkpoint, .onnx, or timm hub folder (one row each)")
+    p.add_argument("--data", required=True, metavar="LOG",
+                   help="robot log with actions or state: LeRobot dataset, HDF5 file, or a folder of HDF5 episodes")
+    p.add_argument("--target", action="append", default=[], metavar="NAME",
+                   help="what to predict, by the log's name (repeatable; default: the log's action)")
+    p.add_argument("--camera", default=None, metavar="NAME", help="the log's camera (default: its first)")
+    p.add_argument("--history", type=int, default=1, metavar="N",
+                   help="frames of features per sample: the current and N-1 before it (default: 1)")
+    p.add_argument("--stride", type=int, default=1, metavar="N", help="use every N-th frame (default: 1)")
+    p.add_argument("--holdout", type=float, default=0.2, metavar="FRACTION",
+                   help="fraction of episodes held out, at least one (default: 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="episode split and random-init weights (default: 0)")
+    p.add_argument("--json", default=None, metavar="PATH", help="write the report (scores per encoder and target, split)")
+    p.add_argument("--backend", choices=("torch", "onnx", "tensorrt", "auto"), default="torch",
+                   help="runtime backend for the encoders (default: torch)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
+    p.add_argument("--fps", type=fps_value, default=0.0, metavar="FPS", help="frame rate of logs that store none (HDF5)")
+    p.add_argument("--no-cache", action="store_true", help="encode again; do not read or write cached features")
+    p.add_argument("--extract-batch-size", type=int, default=32, metavar="N",
+                   help="images per forward pass (default: 32)")
+
+
+def _run_actions(args: argparse.Namespace) -> int:
+    from vidistill.eval.actions import ActionProbeSettings, action_probe, format_table, write_report
+
+    for name in ("history", "stride", "extract_batch_size"):
+        _positive("--" + name.replace("_", "-"), getattr(args, name))
+    if not 0 < args.holdout < 1:
+        raise VidistillError(f"--holdout must be a fraction between 0 and 1, got {args.holdout}")
+    if args.json and Path(args.json).is_dir():
+        raise VidistillError(f"--json {args.json}: is a folder; give a file path")
+    settings = ActionProbeSettings(
+        targets=tuple(args.target), camera=args.camera, history=args.history, holdout=args.holdout, seed=args.seed,
+        stride=args.stride, batch_size=args.extract_batch_size, fps=args.fps, cache="" if args.no_cache else None,
+    )
+    report = action_probe(args.encoders, args.data, settings, backend=args.backend, device=args.device)
+    if args.json:
+        log.info("report written to %s", write_report(report, args.json))
+    print(format_table(report))  # noqa: T201  (the CLI's result on stdout)
+    return 0
 
 
 def _positive(name: str, value: int | None) -> None:
@@ -87,6 +153,8 @@ def _positive(name: str, value: int | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.eval_task == "actions":
+        return _run_actions(args)
     from vidistill.eval.datasets import dense_split, image_folder
     from vidistill.eval.features import load_encoder
     from vidistill.eval.tasks import ProbeSettings, depth_probe, knn_eval, segmentation_probe

@@ -8,8 +8,9 @@
   the backbone are noise that would overwrite the pretrained features. For the first steps the
   backbone gets no update at all (its gradients are dropped, so AdamW neither steps nor decays
   it), then its lr ramps up from 0 over as many steps (``Schedules.backbone_lr_factor``).
-* Feature drift: cosine similarity between the teacher's patch features and the init's on a
-  fixed batch of the run's own frames, logged every N steps next to the collapse signals.
+* Feature drift: linear CKA and centred cosine between the teacher's features and the init's on
+  a fixed batch of the run's own frames, prepared as the exported encoder prepares a camera frame,
+  logged every N steps next to the collapse signals.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidistill.config import AdaptConfig, Config
+from vidistill.config import AdaptConfig
+from vidistill.contract import EncoderContract
 from vidistill.model.backbone import split_tokens
 
 log = logging.getLogger(__name__)
@@ -76,30 +78,48 @@ def cancel_backbone_gradients(student: nn.Module) -> None:
 
 
 # ------------------------------------------------------------------------------ feature drift
-def probe_pixels(dataset, cfg: Config) -> torch.Tensor:
-    """The first frame of ``cfg.adapt.drift_images`` clips spread over the run's video, the whole
-    frame resized to the training size (as the exported encoder sees it), normalised: (N, 3, S, S)."""
-    from vidistill.data.views import Box, crop_resize
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Linear CKA (Kornblith et al. 2019) of two sets of features of the same N samples, (N, D1)
+    and (N, D2): 1 when one is a rotation and/or a global scale of the other, lower as the
+    relations between samples change. Each feature is centred over the samples, so the direction
+    every token shares (which makes an uncentred cosine read ~1 whatever happens) does not count."""
+    x = x.reshape(-1, x.shape[-1]).double()
+    y = y.reshape(-1, y.shape[-1]).double()
+    x, y = x - x.mean(0), y - y.mean(0)
+    denom = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
+    return float(torch.linalg.matrix_norm(y.T @ x) ** 2 / denom) if denom > 0 else float("nan")
 
-    n = max(1, min(cfg.adapt.drift_images, len(dataset)))
+
+def centred_cosine(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean cosine between matching rows of (N, D) ``x`` and ``y`` after each set has its own mean
+    row removed: 1 = every sample sits where it sat relative to the others."""
+    x = x.reshape(-1, x.shape[-1]).double()
+    y = y.reshape(-1, y.shape[-1]).double()
+    return F.cosine_similarity(x - x.mean(0), y - y.mean(0), dim=-1).mean().item()
+
+
+def probe_pixels(dataset, count: int, contract: EncoderContract) -> torch.Tensor:
+    """The first frame of ``count`` clips spread over the run's video, prepared exactly as the
+    exported encoder prepares a camera frame (the contract's resize rule and normalisation,
+    ``vidistill.runtime.preprocess``): (N, 3, H, W)."""
+    from vidistill.runtime.preprocess import as_image_batch, preprocess_numpy
+
+    n = max(1, min(count, len(dataset)))
     clip_ids = np.linspace(0, len(dataset) - 1, n).round().astype(int)
     frames = [dataset.frames(int(c))[0] for c in clip_ids]
     for source in dataset.sources:  # the training process keeps no decoder open (workers open their own)
         source.close()
-    size = cfg.data.global_size
-    views = np.concatenate([crop_resize([f], Box(0, 0, *f.shape[:2]), size, False) for f in frames])
-    x = torch.from_numpy(views).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(cfg.data.mean).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.data.std).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return torch.from_numpy(preprocess_numpy(as_image_batch(frames), contract))
 
 
 class FeatureDriftProbe:
     """How far the teacher's features have moved from the init, on a fixed batch of frames.
 
-    ``drift/patch_cos``: mean cosine between the teacher's and the init's patch tokens (1 = not
-    moved); ``drift/cls_cos``: the same for [CLS]. The init's features are computed once (step 0)
-    and kept in the checkpoint with the frames, so a resumed run measures against the same init.
+    ``drift/patch_cka``: linear CKA between the teacher's and the init's patch tokens over all
+    tokens of the batch (1 = the same relations between patches); ``drift/patch_cos`` and
+    ``drift/cls_cos``: centred cosine per patch token / per frame's [CLS] (1 = not moved). The
+    init's features are computed once (step 0) and kept in the checkpoint with the frames, so a
+    resumed run measures against the same init.
     """
 
     def __init__(self, pixels: torch.Tensor, init_cls: torch.Tensor, init_patches: torch.Tensor):
@@ -124,8 +144,9 @@ class FeatureDriftProbe:
     def measure(self, backbone: nn.Module) -> dict[str, float]:
         cls, patches = self.features(backbone, self.pixels)
         return {
-            "drift/patch_cos": F.cosine_similarity(patches, self.init_patches, dim=-1).mean().item(),
-            "drift/cls_cos": F.cosine_similarity(cls, self.init_cls, dim=-1).mean().item(),
+            "drift/patch_cka": linear_cka(patches, self.init_patches),
+            "drift/patch_cos": centred_cosine(patches, self.init_patches),
+            "drift/cls_cos": centred_cosine(cls, self.init_cls),
         }
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -22,6 +22,7 @@ from vidistill.config import Config, Objective, config_from_dict
 from vidistill.data import build_dataloader
 from vidistill.errors import CheckpointError, TrainingError, VidistillError
 from vidistill.model import Student, Teacher, update_teacher
+from vidistill.model.backbone import contract_for
 from vidistill.model.pretrained import load_init, prepare_model_config, saved_run_config
 from vidistill.objective import build_objective
 from vidistill.objective.gram import with_gram_anchor
@@ -114,7 +115,10 @@ class Trainer:
         self.optimizer = build_optimizer(self.student, adaptation_param_groups(self.student, cfg.adapt))
         self.drift = None  # teacher features vs the init's on fixed frames (rank 0 logs them)
         if cfg.adapt.drift_every > 0 and ctx.is_main:
-            self.drift = FeatureDriftProbe.at_init(self.teacher.backbone, probe_pixels(self.loader.dataset, cfg))
+            contract = contract_for(self.teacher.backbone, cfg.model.arch, cfg.data.global_size, cfg.data.mean,
+                                    cfg.data.std, cfg.model.model_args)  # the one an export of this run carries
+            pixels = probe_pixels(self.loader.dataset, cfg.adapt.drift_images, contract)
+            self.drift = FeatureDriftProbe.at_init(self.teacher.backbone, pixels)
         self.amp_dtype = autocast_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step = 0  # optimiser steps done; the epoch and the position in it follow from it

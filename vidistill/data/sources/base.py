@@ -11,12 +11,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from vidistill.errors import VideoError
+
+if TYPE_CHECKING:
+    from vidistill.data.sources.targets import Targets
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,9 @@ class VideoSource(ABC):
     # Channel order :meth:`_decode` returns: OpenCV's image decoders give BGR, PyAV gives RGB;
     # converting once, only when the caller wants the other order, saves a copy per frame.
     channel_order = "bgr"
+    # What the log records beside these frames (actions, robot state), set by the format's
+    # opener; None: the format records only frames (:mod:`.targets`).
+    targets: Targets | None = None
 
     def __init__(self, path: str | os.PathLike, name: str | None = None, max_side: int = 0,
                  camera: str = "", episode: str = ""):

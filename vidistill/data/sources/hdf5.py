@@ -37,6 +37,7 @@ import numpy as np
 
 from vidistill.data.sources.base import Format, Opened, OpenOptions, VideoSource, natural_key
 from vidistill.data.sources.handles import OpenFiles
+from vidistill.data.sources.targets import Targets, as_rows
 from vidistill.errors import VideoError
 
 log = logging.getLogger(__name__)
@@ -303,10 +304,61 @@ def _open(path: Path, name: str, options: OpenOptions) -> Opened:
                 episode=episode or name, frames=int(ds.shape[0]), size=(first.shape[1], first.shape[0]),
                 fps=fps, encoded=encoded,
             ))
+        _attach_targets(f, path, layout, sources)
     finally:
         f.close()
     cameras = list(dict.fromkeys(camera for _, camera, _ in found.images))
     return Opened(sources, [f"{name}:{line}" for line in found.skipped], cameras, detail=layout)
+
+
+# ================================================================================== targets
+class Hdf5Targets(Targets):
+    """One episode's numeric datasets (``actions``, ``obs/robot0_eef_pos``, ``observations/qpos``),
+    named by their path under the episode's group (robomimic: ``data/demo_N``; ALOHA: the file);
+    row ``i`` belongs to frame ``i`` (HDF5 episodes store one row per step)."""
+
+    def __init__(self, path: str, group: str, names: list[str]):
+        self.path, self.group, self._names = path, group, names
+
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def read(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        full = f"{self.group.rstrip('/')}/{name}"
+        try:
+            values = _OPEN.get(self.path, _OpenFile).file[full][()]
+        except (OSError, KeyError, ValueError) as e:
+            raise VideoError(f"{self.path}: {full} cannot be read ({e})") from None
+        return as_rows(values)
+
+
+def _target_names(group: Any) -> list[str]:
+    """Numeric per-step datasets under ``group`` (1-D or 2-D; images, depth maps and encoded
+    frames are frames, not targets; ALOHA's ``compress_len`` is bookkeeping)."""
+    import h5py
+
+    names: list[str] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if (isinstance(obj, h5py.Dataset) and obj.ndim in (1, 2) and obj.dtype.kind in "fiub"
+                and not _is_encoded(obj) and obj.shape[0] > 0 and not name.endswith("compress_len")):
+            names.append(name)
+
+    group.visititems(visit)
+    return sorted(names, key=natural_key)
+
+
+def _attach_targets(f: Any, path: Path, layout: str, sources: list[VideoSource]) -> None:
+    groups: dict[str, list[str]] = {}
+    for src in sources:
+        assert isinstance(src, Hdf5Source)
+        group = f"data/{src.episode}" if layout == "robomimic" else "/" if layout == "aloha" else f[src.dataset].parent.name
+        if group not in groups:
+            groups[group] = _target_names(f[group])
+        if groups[group]:
+            src.targets = Hdf5Targets(str(path), group, groups[group])
 
 
 FORMAT = Format("hdf5", "an HDF5 episode file (.hdf5, .h5)", _claims, _open)

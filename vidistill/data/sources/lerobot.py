@@ -36,8 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vidistill.data.sources.base import Format, Opened, OpenOptions, VideoSource
 from vidistill.data.sources.parquet_images import ParquetImageSource, episode_rows
+from vidistill.data.sources.targets import Targets, as_rows
 from vidistill.data.sources.video_file import VideoFileSource, VideoIndex, probe_video
 from vidistill.errors import VideoError
 
@@ -225,19 +228,23 @@ def _video_sources(root: Path, name: str, info: dict[str, Any], camera: str, epi
     return sources
 
 
+def _data_file(root: Path, info: dict[str, Any], ep: Episode) -> Path:
+    """The data parquet file holding ``ep``'s rows (its image columns, actions, state)."""
+    if info["codebase_version"] == "v3.0":
+        template = info.get("data_path") or V3_DATA_PATH
+        return root / template.format(chunk_index=int(ep.row.get("data/chunk_index", 0)),
+                                      file_index=int(ep.row.get("data/file_index", 0)))
+    template = info.get("data_path") or V2_DATA_PATH
+    return root / template.format(episode_chunk=ep.index // int(info.get("chunks_size") or 1000),
+                                  episode_index=ep.index)
+
+
 def _image_sources(root: Path, name: str, info: dict[str, Any], camera: str, episodes: list[Episode],
                    options: OpenOptions, notes: list[str]) -> list[VideoSource]:
-    v3 = info["codebase_version"] == "v3.0"
-    template = info.get("data_path") or (V3_DATA_PATH if v3 else V2_DATA_PATH)
-    chunks = int(info.get("chunks_size") or 1000)
     sources: list[VideoSource] = []
     rows_cache: dict[Path, Callable[[int], tuple[int, int]]] = {}
     for ep in episodes:
-        if v3:
-            path = root / template.format(chunk_index=int(ep.row.get("data/chunk_index", 0)),
-                                          file_index=int(ep.row.get("data/file_index", 0)))
-        else:
-            path = root / template.format(episode_chunk=ep.index // chunks, episode_index=ep.index)
+        path = _data_file(root, info, ep)
         if not path.is_file():
             notes.append(f"{camera}: episode {ep.index}: data file missing: {path}")
             continue
@@ -276,7 +283,73 @@ def open_lerobot(root: Path, name: str, options: OpenOptions) -> Opened:
         skipped += [f"{root}: {line}" for line in notes]
     # Episode-major order (all cameras of episode 0, then episode 1...): what a user reads in `info`.
     sources.sort(key=lambda s: (int(s.episode), cameras.index(s.camera)))
+    _attach_targets(root, info, episodes, sources)
     return Opened(sources, skipped, cameras, detail=info["codebase_version"])
+
+
+# ====================================================================================== targets
+# Columns every LeRobot data file has for bookkeeping: not something a robot recorded.
+BOOKKEEPING = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+
+
+def target_names(info: dict[str, Any]) -> list[str]:
+    """The numeric per-frame features (``action``, ``observation.state``, ...), in info.json order."""
+    return [key for key, feature in info["features"].items()
+            if isinstance(feature, dict) and feature.get("dtype") not in ("video", "image", "string")
+            and key not in BOOKKEEPING]
+
+
+class LeRobotTargets(Targets):
+    """One episode's numeric columns of a data parquet file, row ``i`` = the row whose
+    ``frame_index`` is ``i`` (frame ``i`` of every camera of the episode)."""
+
+    def __init__(self, data: Path, episode: int, names: list[str]):
+        self.data, self.episode, self._names = data, episode, names
+
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def read(self, name: str) -> np.ndarray:
+        import pyarrow.parquet as pq
+
+        if name not in self._names:
+            raise KeyError(name)
+        try:
+            have = set(pq.read_schema(self.data).names)
+            if name not in have:
+                raise VideoError(f"{self.data}: info.json lists the feature {name!r} but the data file has no such column")
+            columns = [name] + [c for c in ("episode_index", "frame_index") if c in have]
+            table = pq.read_table(self.data, columns=columns)
+        except VideoError:
+            raise
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise VideoError(f"{self.data}: unreadable data file ({e})") from None
+        rows = np.arange(table.num_rows)
+        if "episode_index" in table.column_names:
+            rows = np.flatnonzero(table.column("episode_index").to_numpy() == self.episode)
+        if "frame_index" in table.column_names:  # align by the frame each row belongs to
+            frames = table.column("frame_index").to_numpy()[rows]
+            rows = rows[np.argsort(frames, kind="stable")]
+            if not np.array_equal(np.sort(frames), np.arange(len(frames))):
+                raise VideoError(f"{self.data}: episode {self.episode}: frame_index is not 0..{len(frames) - 1} "
+                                 "(rows missing or repeated)")
+        values = table.column(name).take(rows).to_pylist()
+        if any(v is None for v in values):
+            raise VideoError(f"{self.data}: episode {self.episode}: {name} has empty rows")
+        try:
+            return as_rows(np.asarray(values, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise VideoError(f"{self.data}: {name} is not a fixed-size numeric column") from None
+
+
+def _attach_targets(root: Path, info: dict[str, Any], episodes: list[Episode], sources: list[VideoSource]) -> None:
+    names = target_names(info)
+    if not names:
+        return
+    by_index = {ep.index: ep for ep in episodes}
+    for src in sources:
+        ep = by_index[int(src.episode)]
+        src.targets = LeRobotTargets(_data_file(root, info, ep), ep.index, names)
 
 
 def _claims(path: Path) -> bool:
