@@ -54,9 +54,9 @@ ROWS: dict[str, dict] = {  # slug -> how the encoder is made
 }
 
 # Sizes. CPU: what 2 shared cores finish in about an hour; GPU: one prepared script of <= 10 min.
-CPU = dict(tasks=["button-press-topdown", "drawer-open", "hammer"], size=96, horizon=110, log_episodes=6,
-           demo_episodes=10, heldout_episodes=4, ood_episodes=3, seeds=[0], steps=150, batch=8,
-           preset="cpu-tiny", rollouts=5, ood_rollouts=3, bc_steps=1500)
+CPU = dict(tasks=["button-press-topdown", "drawer-open", "hammer"], size=96, horizon=110, log_episodes=4,
+           demo_episodes=25, heldout_episodes=4, ood_episodes=3, seeds=[0, 1, 2], steps=200, batch=8,
+           preset="cpu-tiny", rollouts=10, ood_rollouts=3, bc_steps=1500)
 QUICK = dict(tasks=["button-press-topdown"], size=64, horizon=80, log_episodes=1, demo_episodes=2,
              heldout_episodes=2, ood_episodes=1, seeds=[0], steps=2, batch=2, preset="cpu-tiny", rollouts=2,
              ood_rollouts=1, bc_steps=50)
@@ -192,8 +192,7 @@ def rollouts(export: Path, policy: BCPolicy, task: str, variation: str, n: int, 
         return json.loads(path.read_text())
     from mw_env import make_env, success
 
-    from vidistill.robot_adapters import FeatureObservationWrapper
-    from vidistill.robot_adapters import load_encoder
+    from vidistill.robot_adapters import FeatureObservationWrapper, load_encoder
 
     t0 = time.perf_counter()
     encoder = load_encoder(export, backend=args.backend)
@@ -243,7 +242,8 @@ def eval_actions(exports: list[Path], split: str, args, times: dict) -> dict | N
             return None
     t0 = time.perf_counter()
     path.parent.mkdir(parents=True, exist_ok=True)
-    vidistill(["eval", "actions", *map(str, exports), "--data", str(args.output / "data" / split), "--json", str(path)])
+    vidistill(["eval", "actions", *map(str, exports), "--data", str(args.output / "data" / split), "--json", str(path),
+               "--target", "action", "--target", "observation.state", "--backend", args.backend])
     timed(times, f"eval actions ({split})", time.perf_counter() - t0)
     return json.loads(path.read_text())
 
@@ -283,7 +283,7 @@ def _cell(m: dict) -> str:
 def format_table(table: dict, actions: dict, markdown: bool = False) -> str:
     head = ["Encoder", "BC success % (tasks x seeds)", "OOD success %"]
     r2_cols = [s for s in ("heldout", "ood") if actions.get(s)]
-    head += [f"eval actions R² ({s})" for s in r2_cols]
+    head += [f"action R² ({s})" for s in r2_cols]
     lines = []
     for slug, e in table.items():
         cells = [e["title"], _cell(e["success"]), _cell(e["ood_success"])]
@@ -296,14 +296,10 @@ def format_table(table: dict, actions: dict, markdown: bool = False) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) for cells in [head, *lines])
 
 
-def actions_r2(report: dict, slug: str) -> str:
-    """The mean R² of the row's encoders (one per seed) in an ``eval actions --json`` report."""
-    vals = []
-    for name, entry in (report.get("encoders") or {}).items():
-        if f"/{slug}_s" in name or name.startswith(f"{slug}_s"):
-            for target in (entry.get("targets") or {}).values():
-                if isinstance(target.get("r2"), (int, float)):
-                    vals.append(target["r2"])
+def actions_r2(report: dict, slug: str, target: str = "action") -> str:
+    """The row's action R² in an ``eval actions --json`` report, averaged over its seeds' exports."""
+    vals = [r["targets"][target]["r2"] for r in report.get("rows", [])
+            if f"/{slug}_s" in r.get("source", "") and isinstance(r["targets"].get(target, {}).get("r2"), (int, float))]
     return f"{statistics.fmean(vals):.3f}" if vals else "–"
 
 
@@ -368,6 +364,21 @@ def main(argv: list[str] | None = None) -> int:
     from mw_env import OOD_VARIATIONS
 
     results, exports = [], []
+
+    def write_report(actions: dict) -> dict:
+        table = summarise(results, rows)
+        report = {
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "splits"},
+            "rows": rows, "seeds_done": sorted({r["seed"] for r in results}), "table": table, "eval_actions": actions,
+            "rollouts": results, "seconds_recording": recorded_seconds, "seconds_this_invocation": times["seconds"],
+            "total_seconds_this_invocation": time.perf_counter() - t0,
+            "note": "success in percent: mean ± 95% t-interval half-width over (seed, task) cells; OOD over (seed, "
+                    "task, variation) cells; the same rollout starts for every encoder; action R²: `vidistill eval "
+                    "actions` ridge readout on frozen [CLS] + mean patch, whole episodes held out",
+        }
+        (args.output / "metaworld.json").write_text(json.dumps(report, indent=2) + "\n")
+        return table
+
     for seed in args.seeds:
         for slug in rows:
             export = ensure_encoder(slug, seed, args, times)
@@ -380,18 +391,9 @@ def main(argv: list[str] | None = None) -> int:
                     r = rollouts(export, policy, task, variation, args.ood_rollouts, args, times)
                     results.append({"row": slug, "seed": seed, **r})
                 log.info("%s_s%d %s: success %.0f%%", slug, seed, task, 100 * results[-1 - len(OOD_VARIATIONS)]["success_rate"])
+        write_report({})  # a partial table after each seed
     actions = {split: eval_actions(exports, split, args, times) for split in ("heldout", "ood")}
-    table = summarise(results, rows)
-    report = {
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "splits"},
-        "rows": rows, "table": table, "eval_actions": actions, "rollouts": results,
-        "seconds_recording": recorded_seconds, "seconds_this_invocation": times["seconds"],
-        "total_seconds_this_invocation": time.perf_counter() - t0,
-        "note": "success in percent: mean ± 95% t-interval half-width over (seed, task) cells; OOD over (seed, task, "
-                "variation) cells; the same rollout starts for every encoder; eval actions R² = mean over "
-                "targets (action, observation.state) of the ridge readout on held-out episodes",
-    }
-    (args.output / "metaworld.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = write_report(actions)
     print(format_table(table, actions, args.markdown))
     print(f"\n(tasks {args.tasks}; seeds {args.seeds}; {args.steps} steps x batch {args.batch}; "
           f"{args.rollouts} rollouts per task x seed, {args.ood_rollouts} per OOD variation; JSON: "
