@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bc import BCPolicy, BCSettings, history_inputs, train_bc  # noqa: E402
-from record import CAMERA_KEY, RecordSettings, record_all  # noqa: E402
+from record import CAMERA_KEY, SPLITS, RecordSettings  # noqa: E402
 
 log = logging.getLogger("metaworld.run")
 
@@ -80,6 +81,16 @@ def vidistill(argv: list[str]) -> None:
 def timed(record: dict, stage: str, seconds: float) -> None:
     record.setdefault("seconds", {})
     record["seconds"][stage] = record["seconds"].get(stage, 0.0) + seconds
+
+
+def record_data(data: Path, settings: RecordSettings, args) -> dict:
+    """record.py in a child process: MuJoCo's GL state never shares a process with the exporter."""
+    if not all((data / split / "record.json").is_file() for split in SPLITS):
+        cmd = [sys.executable, str(HERE / "record.py"), "--output", str(data), "--tasks", *settings.tasks]
+        for key in ("size", "horizon", "log_episodes", "demo_episodes", "heldout_episodes", "ood_episodes"):
+            cmd += [f"--{key.replace('_', '-')}", str(getattr(settings, key))]
+        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+    return {split: json.loads((data / split / "record.json").read_text()) for split in SPLITS}
 
 
 # ---- encoders -------------------------------------------------------------------------------
@@ -186,43 +197,25 @@ def ensure_policy(export: Path, seed: int, task: str, args, times: dict) -> BCPo
     return policy
 
 
-def rollouts(export: Path, policy: BCPolicy, task: str, variation: str, n: int, args, times: dict) -> dict:
-    path = args.output / "rollouts" / f"{export.parent.name}_{task}_{variation}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    from mw_env import make_env, success
-
-    from vidistill.robot_adapters import FeatureObservationWrapper, load_encoder
-
-    t0 = time.perf_counter()
-    encoder = load_encoder(export, backend=args.backend)
-    env = FeatureObservationWrapper(make_env(task, args.size, variation=variation, max_steps=args.horizon),
-                                    encoder, output="cls", pixel_key="pixels")
-    outcomes, lengths = [], []
-    seed0 = 50_000 + 1000 * args.tasks.index(task) + (0 if variation == "none" else 500)
-    try:
-        for k in range(n):  # the same starts for every encoder: seeds 50000+...
-            obs, info = env.reset(seed=seed0 + k)
-            policy.reset()
-            ok, steps = False, 0
-            for steps in range(1, args.horizon + 1):  # noqa: B007
-                obs, _, terminated, truncated, info = env.step(policy.act(obs["features"], obs["state"]))
-                if success(info):
-                    ok = True
-                    break
-                if terminated or truncated:
-                    break
-            outcomes.append(ok)
-            lengths.append(steps)
-    finally:
-        env.close()
-        encoder.close()
-    result = {"task": task, "variation": variation, "success": outcomes, "steps": lengths,
-              "success_rate": sum(outcomes) / max(1, len(outcomes)), "seconds": time.perf_counter() - t0}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    timed(times, "rollouts", result["seconds"])
-    return result
+def rollouts(export: Path, jobs: list[tuple[str, str, int]], args, times: dict) -> list[dict]:
+    """(task, variation, n) rollouts of the encoder's policies, in a child process (rollout.py)."""
+    todo, out = [], []
+    for task, variation, n in jobs:
+        path = args.output / "rollouts" / f"{export.parent.name}_{task}_{variation}.json"
+        out.append(path)
+        if not path.is_file():
+            todo.append({"export": str(export), "policy": str(args.output / "bc" / f"{export.parent.name}_{task}.pt"),
+                         "task": task, "task_index": args.tasks.index(task), "variation": variation, "n": n,
+                         "size": args.size, "horizon": args.horizon, "backend": args.backend, "output": str(path)})
+    if todo:
+        t0 = time.perf_counter()
+        spec = args.output / "rollouts" / f"{export.parent.name}.jobs.json"
+        spec.parent.mkdir(parents=True, exist_ok=True)
+        spec.write_text(json.dumps(todo, indent=2))
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        subprocess.run([sys.executable, str(HERE / "rollout.py"), str(spec)], check=True, env=env)
+        timed(times, "rollouts", time.perf_counter() - t0)
+    return [json.loads(p.read_text()) for p in out]
 
 
 # ---- eval actions ---------------------------------------------------------------------------
@@ -356,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = RecordSettings(tasks=args.tasks, size=args.size, horizon=args.horizon, log_episodes=args.log_episodes,
                               demo_episodes=args.demo_episodes, heldout_episodes=args.heldout_episodes,
                               ood_episodes=args.ood_episodes)
-    recorded = record_all(args.output / "data", settings)
+    recorded = record_data(args.output / "data", settings, args)
     times["seconds"] = {"record (this invocation)": time.perf_counter() - t0}
     recorded_seconds = {k: v["seconds"] for k, v in recorded.items()}
     args.splits = {"demos": read_split(args.output / "data" / "demos")}
@@ -384,13 +377,13 @@ def main(argv: list[str] | None = None) -> int:
             export = ensure_encoder(slug, seed, args, times)
             exports.append(export)
             for task in args.tasks:
-                policy = ensure_policy(export, seed, task, args, times)
-                r = rollouts(export, policy, task, "none", args.rollouts, args, times)
+                ensure_policy(export, seed, task, args, times)
+            jobs = [(task, v, args.rollouts if v == "none" else args.ood_rollouts)
+                    for task in args.tasks for v in ("none", *OOD_VARIATIONS)]
+            for r in rollouts(export, jobs, args, times):
                 results.append({"row": slug, "seed": seed, **r})
-                for variation in OOD_VARIATIONS:
-                    r = rollouts(export, policy, task, variation, args.ood_rollouts, args, times)
-                    results.append({"row": slug, "seed": seed, **r})
-                log.info("%s_s%d %s: success %.0f%%", slug, seed, task, 100 * results[-1 - len(OOD_VARIATIONS)]["success_rate"])
+                if r["variation"] == "none":
+                    log.info("%s_s%d %s: success %.0f%%", slug, seed, r["task"], 100 * r["success_rate"])
         write_report({})  # a partial table after each seed
     actions = {split: eval_actions(exports, split, args, times) for split in ("heldout", "ood")}
     table = write_report(actions)
