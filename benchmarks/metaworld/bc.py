@@ -102,6 +102,6 @@ def train_bc(inputs: np.ndarray, actions: np.ndarray, settings: BCSettings, seed
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     tail = losses[-max(1, len(losses) // 10):]
     return BCPolicy(model, mean, std), {"first_loss": losses[0], "final_loss": float(np.mean(tail))}

@@ -58,15 +58,14 @@ ROWS: dict[str, dict] = {  # slug -> how the encoder is made
 CPU = dict(tasks=["button-press-topdown", "drawer-open", "hammer"], size=96, horizon=110, log_episodes=4,
            demo_episodes=25, heldout_episodes=4, ood_episodes=3, seeds=[0, 1, 2], steps=200, batch=8,
            preset="cpu-tiny", rollouts=10, ood_rollouts=3, bc_steps=1500)
-QUICK = dict(tasks=["button-press-topdown"], size=64, horizon=80, log_episodes=1, demo_episodes=2,
+QUICK = dict(tasks=["button-press-topdown"], size=48, horizon=80, log_episodes=1, demo_episodes=2,
              heldout_episodes=2, ood_episodes=1, seeds=[0], steps=2, batch=2, preset="cpu-tiny", rollouts=2,
              ood_rollouts=1, bc_steps=50)
 # GPU: sized (not run) for one seed of 3 rows in one <= 10 min script (gpu.sh); more seeds: --seeds.
 GPU = dict(tasks=["button-press-topdown", "drawer-open", "hammer"], size=224, horizon=150, log_episodes=20,
            demo_episodes=25, heldout_episodes=6, ood_episodes=3, seeds=[0], steps=2000, batch=32,
            preset="gpu", rollouts=10, ood_rollouts=4, bc_steps=3000)
-QUICK_SET = ["model.out_dim=256", "model.head_hidden_dim=64", "model.head_bottleneck_dim=32", "data.global_size=32",
-             "data.local_size=16", "data.num_local=2", "data.frame_stride=4"]
+QUICK_SET = ["model.out_dim=256", "model.head_hidden_dim=64", "model.head_bottleneck_dim=32", "data.local_size=16", "data.num_local=2", "data.frame_stride=4"]
 
 
 def vidistill(argv: list[str]) -> None:
@@ -332,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.set = QUICK_SET + args.set
     args.backend = args.backend or ("auto" if args.gpu else "onnx")
-    args.set = [f"data.global_size={args.size}", *args.set] if not args.quick else args.set
+    args.set = [f"data.global_size={args.size}", *args.set]  # encoders take the rendered frames as they are
     rows = args.rows or (["random", "vidistill", "dino"] + (["base", "adapted"] if args.base else []))
     if any(ROWS[r]["kind"] == "base" or ROWS[r].get("init") for r in rows) and args.base is None:
         raise SystemExit("rows base/adapted need --base PATH")
