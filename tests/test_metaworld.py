@@ -48,7 +48,7 @@ def renderable():
 @pytest.mark.slow
 def test_metaworld_quick_run(renderable, tmp_path):
     out = tmp_path / "mw"
-    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "VIDISTILL_CACHE": str(tmp_path / "cache")}
     r = subprocess.run([sys.executable, str(BENCH / "run.py"), "--output", str(out), "--quick", "--rows", "random",
                         "vidistill"], capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
