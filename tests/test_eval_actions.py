@@ -135,6 +135,13 @@ def test_lerobot_state_target_history_and_cache(tmp_path, artefacts, settings, c
     assert again["rows"][1]["targets"] == row["targets"]
 
 
+def test_info_lists_what_a_log_records_beside_its_frames(tmp_path):
+    from vidistill.data.info import summary
+
+    text = summary(str(write_robomimic(tmp_path / "r.hdf5", [5, 6])))
+    assert "recorded beside the frames: actions, obs/robot0_eef_pos" in text
+
+
 def test_targets_of_aloha_and_robomimic(tmp_path):
     aloha = discover([write_aloha(tmp_path / "episode_0.hdf5", 6)]).sources[0]
     assert aloha.targets.names() == ["action", "observations/qpos"] and aloha.targets.action_name() == "action"

@@ -1,6 +1,6 @@
 """Typed configuration: the one source of truth for defaults.
 
-The dataclass defaults are the paper's run (ViT-S/16 at 224 px, METHOD.md). A preset is a
+The dataclass defaults are the paper's run (ViT-S/16 at 224 px, docs/METHOD.md). A preset is a
 small YAML overlay in ``vidistill/presets/``; a ``--config file.yaml`` overlays that; CLI flags
 overlay last. The resolved config is saved with every run and checkpoint.
 """
@@ -134,7 +134,7 @@ class ModelConfig:
     norm_last_layer: bool = option(True, "freeze the norm of the weight-normed last layer at 1 (DINO)")
     predictor_depth: int = option(2, "transformer blocks in the training-only predictor")
     global_through_predictor: bool = option(
-        False, "global loss: local [CLS] through the predictor too (METHOD.md: off, same frame)"
+        False, "global loss: local [CLS] through the predictor too (docs/METHOD.md: off, same frame)"
     )
 
 
@@ -200,6 +200,11 @@ class TrainConfig:
     )
     checkpoint_every: int = option(500, "steps between checkpoints (also at every epoch end)", flag="checkpoint-every")
     log_every: int = option(1, "steps between log.jsonl records")
+    sync_every: int = option(
+        0, "steps between reads of the step's scalars to the host (the loss check and the log "
+        "records then come in bursts; never past a checkpoint); 0 = auto: every step on CPU, where a "
+        "read costs nothing, every 20 on CUDA, where it stalls the queue of kernels",
+    )
     tensorboard: bool = option(False, "also log to <run>/tensorboard (needs vidistill[tb])", flag="tensorboard")
     progress: bool = option(True, "progress bar with ETA")
 

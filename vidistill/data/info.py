@@ -56,6 +56,9 @@ def summary(path: str, cameras: Sequence[str] = (), fps: float = 0.0) -> str:
                      f"{fps:>6s} {resolution:>11s}  {codec}")
     if any(not s.fps for s in sources):
         lines.append("  fps ?: the log records no frame rate (strides count frames; --fps sets one)")
+    targets = next((s.targets.names() for s in sources if s.targets is not None), [])
+    if targets:  # what `vidistill eval actions --target` can read
+        lines.append(f"  recorded beside the frames: {', '.join(targets)}")
     if found.skipped:
         lines.append("  skipped:")
         lines += [f"    {line}" for line in found.skipped]

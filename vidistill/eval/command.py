@@ -112,7 +112,7 @@ def _actions_parser(sub: argparse._SubParsersAction) -> None:
                    help="what to predict, by the log's name (repeatable; default: the log's action)")
     p.add_argument("--camera", default=None, metavar="NAME", help="the log's camera (default: its first)")
     p.add_argument("--history", type=int, default=1, metavar="N",
-                   help="frames of features per sample: the current and N-1 before it (default: 1)")
+                   help="frames of features per sample: the current and the N-1 used before it (default: 1)")
     p.add_argument("--stride", type=int, default=1, metavar="N", help="use every N-th frame (default: 1)")
     p.add_argument("--holdout", type=float, default=0.2, metavar="FRACTION",
                    help="fraction of episodes held out, at least one (default: 0.2)")
