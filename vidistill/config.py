@@ -1,6 +1,6 @@
 """Typed configuration: the one source of truth for defaults.
 
-The dataclass defaults are the paper's run (ViT-S/16 at 224 px, METHOD.md). A preset is a
+The dataclass defaults are the paper's run (ViT-S/16 at 224 px, docs/METHOD.md). A preset is a
 small YAML overlay in ``vidistill/presets/``; a ``--config file.yaml`` overlays that; CLI flags
 overlay last. The resolved config is saved with every run and checkpoint.
 """
@@ -134,7 +134,7 @@ class ModelConfig:
     norm_last_layer: bool = option(True, "freeze the norm of the weight-normed last layer at 1 (DINO)")
     predictor_depth: int = option(2, "transformer blocks in the training-only predictor")
     global_through_predictor: bool = option(
-        False, "global loss: local [CLS] through the predictor too (METHOD.md: off, same frame)"
+        False, "global loss: local [CLS] through the predictor too (docs/METHOD.md: off, same frame)"
     )
 
 

@@ -1,4 +1,4 @@
-"""The augmentation of METHOD.md ("Augmentation"), and the plain-DINO views of the baselines.
+"""The augmentation of docs/METHOD.md ("Augmentation"), and the plain-DINO views of the baselines.
 
 Two builders turn a clip's decoded frames into views:
 

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 REMEDIES = (
-    "METHOD.md's remedies, one at a time: a lower or constant teacher temperature "
+    "docs/METHOD.md's remedies, one at a time: a lower or constant teacher temperature "
     "(optim.teacher_temp, optim.warmup_teacher_temp), teacher momentum 0.996-0.9995 "
     "(optim.momentum_teacher), a longer frozen last layer (optim.freeze_last_layer_epochs), a "
     "larger model.out_dim, a larger lr than 5e-4*B/256 for short runs (--lr, optim.scale_lr=false)"
@@ -22,7 +22,7 @@ REMEDIES = (
 
 
 class CollapseDetector:
-    """Watches each branch's teacher targets through their entropy and KL (METHOD.md pitfalls).
+    """Watches each branch's teacher targets through their entropy and KL (docs/METHOD.md pitfalls).
 
     * Uniform collapse: H(p_T) ≥ 0.97·log(out_dim) with a small KL (the loss sits at
       log(out_dim); measured collapsed runs sit at 0.98 with KL ≈ 0.1). One-hot collapse:
