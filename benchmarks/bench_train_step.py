@@ -46,13 +46,14 @@ class StepUnderTest:
         self.globals = torch.randn(batch_size, k, 3, d.global_size, d.global_size, device=device)
         self.locals = torch.randn(batch_size, k - 1, locals_per_group, 3, d.local_size, d.local_size, device=device)
         self.amp = autocast_dtype(cfg.train.amp, device)
+        self.student_fwd = self.student  # or torch.compile(self.student), as the trainer's --compile
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None)
 
     def step(self) -> None:
         with self.autocast():
-            loss, _ = self.objective(self.student, self.teacher, self.globals, self.locals, 0.04)
+            loss, _ = self.objective(self.student_fwd, self.teacher, self.globals, self.locals, 0.04)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip_gradients_per_parameter(self.student, 3.0)

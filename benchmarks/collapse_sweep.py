@@ -3,7 +3,7 @@
     python benchmarks/collapse_sweep.py STEPS NAME:"--flags ..." [NAME:"--flags ..."] ... [--video DIR]
 
 Prints, per variant, the mean of each loss/entropy/KL term over the first 10 steps, around a
-quarter of the run and over the last 10 steps (METHOD.md "Small-scale pitfalls").
+quarter of the run and over the last 10 steps (docs/METHOD.md "Small-scale pitfalls").
 """
 
 import argparse

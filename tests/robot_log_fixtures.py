@@ -31,6 +31,20 @@ def frame(stream: int, index: int, width: int = W, height: int = H) -> np.ndarra
     return pattern_frame(code(stream, index), width, height)
 
 
+def colour_error(decoded: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
+    """Mean absolute error of a decoded RGB frame against the one written, and the same with red
+    and blue swapped: the bar code is grey, so only the colours below it tell the channel order
+    (the pattern's red ramp and blue checker differ by ~70 levels on average)."""
+    band = expected.shape[0] // 3 + 2  # below the bar code, clear of its edge
+    a, b = decoded[band:].astype(np.float32), expected[band:].astype(np.float32)
+    return float(np.abs(a - b).mean()), float(np.abs(a[..., ::-1] - b).mean())
+
+
+def assert_colours(decoded: np.ndarray, expected: np.ndarray, what: str = "") -> None:
+    error, swapped = colour_error(decoded, expected)
+    assert error < 12 < swapped, f"{what}: colours off by {error:.1f} (red/blue swapped: {swapped:.1f})"
+
+
 # ========================================================================================= ROS
 @dataclass
 class Topic:
@@ -223,7 +237,8 @@ def write_aloha(path: Path, frames: int, cameras: Sequence[str] = ALOHA_CAMERAS[
             if not compressed:
                 images.create_dataset(cam, data=np.stack(rgb), chunks=(1, H, W, 3))
                 continue
-            encoded[cam] = [cv2.imencode(".jpg", x[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].ravel() for x in rgb]
+            # As the recorders do: the camera's RGB array straight into cv2.imencode (which takes it for BGR).
+            encoded[cam] = [cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].ravel() for x in rgb]
         if compressed:
             padded = max(len(b) for bufs in encoded.values() for b in bufs)
             compress_len = np.zeros((len(cameras), frames), np.float32)

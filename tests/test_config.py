@@ -134,3 +134,39 @@ def test_train_image_size_is_the_old_spelling_of_global_size_with_a_warning(capl
     assert "deprecated" in caplog.text and "--global-size 80" in caplog.text
     with pytest.raises(VidistillError, match="give one of them"):
         cli_config("--preset", "cpu-tiny", "--image-size", "80", "--global-size", "96")
+
+
+def test_init_without_cuda_defaults_to_the_cpu_sized_adapt_recipe(caplog):
+    """`vidistill train --init ...` on this CPU machine: the adapt recipe (head warm-up, layer
+    decay, its temperatures) at the adaptation benchmark's CPU sizes, said in the log; a flag
+    the user gives still wins."""
+    import logging
+
+    import torch
+
+    assert not torch.cuda.is_available()  # the CPU machines this suite runs on
+    with caplog.at_level(logging.INFO, logger="vidistill.config"):
+        cfg = cli_config("--init", "some/folder")
+    adapt = build_config("adapt")
+    assert cfg.preset == "adapt-cpu"
+    assert "preset adapt-cpu" in caplog.text and "without CUDA" in caplog.text
+    assert (cfg.optim.batch_size, cfg.data.global_size, cfg.data.local_size, cfg.model.out_dim) == (8, 96, 48, 4096)
+    assert cfg.optim.batch_size < adapt.optim.batch_size and cfg.data.global_size < adapt.data.global_size
+    for key in ("adapt.head_warmup_fraction", "adapt.layer_decay", "adapt.backbone_lr_scale", "optim.base_lr",
+                "optim.teacher_temp", "optim.momentum_teacher", "optim.scale_lr"):
+        assert cfg.get(key) == adapt.get(key), key  # the recipe has one source: presets/adapt.yaml
+    more = cli_config("--init", "some/folder", "--batch-size", "32", "--global-size", "224")
+    assert (more.preset, more.optim.batch_size, more.data.global_size) == ("adapt-cpu", 32, 224)
+    assert cli_config("--video", "x.mp4").preset == "cpu-tiny"  # no --init: unchanged
+
+
+def test_a_preset_that_extends_itself_is_refused(tmp_path, monkeypatch):
+    import vidistill.config as config
+
+    monkeypatch.setattr(config, "PRESET_DIR", tmp_path)
+    (tmp_path / "a.yaml").write_text("extends: b\noptim:\n  batch_size: 2\n")
+    (tmp_path / "b.yaml").write_text("extends: a\n")
+    with pytest.raises(ValueError, match="extends itself: a -> b -> a"):
+        config.load_preset("a")
+    (tmp_path / "b.yaml").write_text("optim:\n  batch_size: 5\n  epochs: 3\n")
+    assert config.load_preset("a") == {"optim": {"batch_size": 2, "epochs": 3}}

@@ -14,7 +14,7 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-from robot_log_fixtures import code, frame, write_aloha, write_generic_h5, write_robomimic
+from robot_log_fixtures import assert_colours, code, frame, write_aloha, write_generic_h5, write_robomimic
 
 from vidistill.data.sources import discover_sources
 from vidistill.data.sources.discovery import discover
@@ -37,6 +37,7 @@ def check_exact(src, stream: int, frame_code) -> None:
         image = src.read(i)
         assert image.dtype == np.uint8 and image.shape == (48, 64, 3)
         assert frame_code(image) == code(stream, i), f"{src.name}: frame {i}"
+        assert_colours(image, frame(stream, i), f"{src.name}: frame {i}")
 
 
 def test_robomimic_one_source_per_demo_and_camera(robomimic, frame_code):
@@ -86,12 +87,13 @@ def test_aloha_episodes(tmp_path, compressed, frame_code):
 
 
 def test_variable_length_jpeg_camera(tmp_path, frame_code):
-    """Some ACT-style recorders store each frame's JPEG as a variable-length byte array."""
+    """Some ACT-style recorders store each frame's JPEG as a variable-length byte array (encoded
+    the ACT way: the RGB array straight into cv2.imencode)."""
     path = tmp_path / "episode_7.hdf5"
     with h5py.File(path, "w") as f:
         ds = f.create_dataset("observations/images/cam_high", (18,), dtype=h5py.vlen_dtype(np.uint8))
         for i in range(18):
-            ds[i] = cv2.imencode(".jpg", frame(2, i)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].ravel()
+            ds[i] = cv2.imencode(".jpg", frame(2, i), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].ravel()
     (src,) = discover_sources([path])
     assert (src.camera, len(src), src.size) == ("cam_high", 18, (64, 48))
     check_exact(src, 2, frame_code)
@@ -196,6 +198,7 @@ def test_cli_extract_hdf5_to_the_jpeg_cache(tmp_path, frame_code):
     sources = discover_sources([cache])
     assert [(s.camera, len(s), s.fps) for s in sources] == [("cam_high", 20, 50.0), ("cam_low", 20, 50.0)]
     assert frame_code(sources[1].read(19)) == code(1, 19)
+    assert_colours(sources[1].read(19), frame(1, 19), "the cache of a compressed ALOHA episode")
 
 
 def test_cli_bad_hdf5_is_a_clear_error(tmp_path):

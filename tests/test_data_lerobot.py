@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import lerobot_code, write_lerobot_v30
+from conftest import lerobot_code, pattern_frame, write_lerobot_v30
+from robot_log_fixtures import assert_colours
 
 from vidistill.config import build_config
 from vidistill.data.cache import extract_cache
@@ -50,6 +51,8 @@ def test_v21_one_source_per_episode_and_camera(lerobot_v21, frame_code):
         assert codes(episodes[0], frame_code, [8]) == [lerobot_code(0, 8)]
         assert episodes[0].read(3).dtype == np.uint8 and episodes[0].read(3).shape == (96, 128, 3)
     assert by(found.sources, TOP)[0].describe()["codec"] == "av1"
+    wrist = by(found.sources, WRIST)[1]  # PNG in parquet: lossless, in its own colours
+    assert_colours(wrist.read(4), pattern_frame(lerobot_code(1, 4)), "v2.1 PNG image camera")
 
 
 def test_v30_concatenated_files_with_per_camera_offsets(lerobot_v30, frame_code):
@@ -64,6 +67,8 @@ def test_v30_concatenated_files_with_per_camera_offsets(lerobot_v30, frame_code)
             assert codes(src, frame_code, order) == [lerobot_code(e, i) for i in order], (camera, e)
     # Inside one concatenated file: episode 1 starts at file frame 9 (top) and 12 (side: 3 frames
     # of another recording first); episode 2 is frame 0 of file-001.
+    wrist = by(found.sources, WRIST)[2]
+    assert_colours(wrist.read(6), pattern_frame(lerobot_code(2, 6)), "v3.0 PNG image camera")
     top, side = by(found.sources, TOP), by(found.sources, SIDE)
     assert (top[1].path, top[1].first) == (top[0].path, 9) and side[1].first == 12
     assert top[2].path.endswith("file-001.mp4") and top[2].first == 0
@@ -158,6 +163,29 @@ def test_missing_videos(tmp_path, lerobot_v21, caplog, frame_code):
     shutil.rmtree(root / "videos")
     with pytest.raises(VideoError, match=rf"videos of {TOP} missing \(2 files, e.g. .*episode_000000.mp4\)"):
         discover_sources([root])
+
+
+@pytest.mark.parametrize("how", ["column missing", "null"])
+def test_v30_episode_without_from_timestamp_is_an_error_naming_the_file(tmp_path, lerobot_v30, how):
+    """Without it every episode of a concatenated file would silently read from frame 0."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = copy(lerobot_v30, tmp_path / "ds")
+    meta = root / "meta/episodes/chunk-000/file-000.parquet"
+    table = pq.read_table(meta)
+    column = f"videos/{SIDE}/from_timestamp"
+    if how == "null":
+        values = table.column(column).to_pylist()
+        table = table.set_column(table.schema.get_field_index(column), column,
+                                 pa.array([values[0], None, values[2]], pa.float64()))
+    else:
+        table = table.drop_columns([column])
+    pq.write_table(table, meta)
+    episode = 1 if how == "null" else 0
+    with pytest.raises(VideoError, match=rf"{meta}: episode {episode} has no videos/{SIDE}/from_timestamp"):
+        discover_sources([root])
+    assert len(discover_sources([root], cameras=[TOP])) == 3  # the other camera still reads
 
 
 def test_truncated_v30_video_trains_on_what_reads(tmp_path, caplog, frame_code):

@@ -186,3 +186,21 @@ def test_sampling_is_deterministic_given_the_generator():
     a = views(frames, np.random.default_rng(11))
     b = views(frames, np.random.default_rng(11))
     assert torch.equal(a.globals, b.globals) and torch.equal(a.locals, b.locals)
+
+
+def test_pre_crop_never_shrinks_below_a_global_view_on_small_frames():
+    """A 192 px robot camera at 96 px crops: 5-20% of the frame would be a 43-86 px square,
+    upsampled into every view; the pre-crop is raised to at least 96x96 px instead. On a 1080p
+    frame (the paper's) the configured 5-20% stands."""
+    from vidistill.data.views import pre_crop_scale
+
+    data = data_cfg(global_size=96)
+    assert pre_crop_scale(data, 192, 192) == (0.25, 0.25)
+    assert pre_crop_scale(data, 1080, 1920) == (0.05, 0.20)
+    assert pre_crop_scale(data_cfg(global_size=224), 1080, 1920) == (0.05, 0.20)
+    assert pre_crop_scale(data_cfg(global_size=224), 200, 200) == (1.0, 1.0)  # smaller than a view: whole frame
+    views = ClipViews(data)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        region = views.sample(rng, 192, 192).pre_crop
+        assert region.height * region.width >= 0.95 * 96 * 96  # integer rounding of the box sides

@@ -227,6 +227,37 @@ def test_export_folder_gives_the_checkpoint_features(random_ckpt, tmp_path):
     torch.testing.assert_close(pc, pb, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("mode", ["letterbox", "crop"])
+def test_eval_features_are_the_runtime_s_and_labels_cover_the_same_region(random_ckpt, tmp_path, mode):
+    """Eval encodes an image file exactly as the runtime encodes the same pixels (one resize rule:
+    runtime.preprocess), and a label map of that image lands where the rule places the image."""
+    import dataclasses
+
+    from vidistill.eval.features import load_encoder, read_rgb, to_input_aspect
+    from vidistill.eval.tasks import CACHE_DTYPE, _features
+    from vidistill.runtime.backend_torch import TorchEncoder
+    from vidistill.runtime.preprocess import fit_box
+
+    base = load_encoder(random_ckpt, backend="torch", device="cpu")
+    encoder = TorchEncoder(base.model, dataclasses.replace(base.contract, resize=mode), "cpu")
+    path = tmp_path / "wide.png"  # 160x120 (W x H) into a square input: bands or a crop
+    image = np.random.default_rng(4).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    ours = _features(encoder, [path], batch_size=1, desc="test")
+    runtime = encoder.patch_maps(encoder.encode(read_rgb(path), as_tensor=True).patch_tokens).to(CACHE_DTYPE)
+    assert torch.equal(ours, runtime)
+    # The label map (image-sized) is cut or padded to the same region, in the input's proportions.
+    label = to_input_aspect(encoder, np.ones((120, 160), np.uint8), label=True)
+    place = fit_box((120, 160), encoder.image_size, mode)
+    ih, iw = encoder.image_size
+    rows = np.flatnonzero(label.any(axis=1))
+    assert label.shape[1] * ih == label.shape[0] * iw  # the input's aspect
+    if mode == "letterbox":  # 160x120 fits as 96x72 at rows 12..83: the label's own rows 20..139 of 160
+        assert (rows[0] / label.shape[0], (rows[-1] + 1) / label.shape[0]) == (place.top / ih, (place.top + place.h) / ih)
+    else:
+        assert label.shape == (place.y1 - place.y0, place.x1 - place.x0) and label.all()
+
+
 def test_cli_probe_onnx_backend_probes_the_onnx_artefact(tiny_dataset, random_ckpt, tmp_path, capsys):
     from runtime_fixtures import export_run
 

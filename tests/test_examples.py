@@ -44,7 +44,9 @@ def test_paper_script_uses_real_commands():
     from vidistill.cli import build_parser
 
     text = (ROOT / "examples/train_paper_4gpu.sh").read_text()
-    for line in re.findall(r"^(?:vidistill|torchrun .* -m vidistill) (.+?)$", text.replace("\\\n", " "), re.M):
+    lines = re.findall(r"^(?:vidistill|torchrun .* -m vidistill) (.+?)$", text.replace("\\\n", " "), re.M)
+    assert [line.split()[0] for line in lines] == ["extract", "train", "export"], lines  # the script's 3 steps
+    for line in lines:
         argv = [a.strip('"') for a in line.split()]
         build_parser(argv[0]).parse_args([a if not a.startswith("$") else "x" for a in argv])
 

@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,36 @@ def test_cli_extracts(tmp_path, video_file, frame_folder):
     index = index_of(cache)
     assert index["quality"] == 90 and len(index["sources"]) == 2
     assert all(e["complete"] and e["width"] == 64 for e in index["sources"])
+
+
+@needs_cli
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+def test_sigkilled_extract_takes_its_pool_with_it(tmp_path, make_video):
+    """A ProcessPoolExecutor worker waits on a queue whose write end it holds itself: with its
+    parent SIGKILLed it would wait for ever."""
+    from process_tree import command_line, descendants, kill_all, survivors_of_sigkill
+
+    video = make_video(tmp_path / "long.mp4", 2000, size=(320, 240))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "vidistill", "extract", "--video", str(video), "--output",
+                             str(tmp_path / "cache"), "--workers", "2", "--no-progress"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    helpers: list[int] = []
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            helpers = descendants(proc.pid)
+            frames = list((tmp_path / "cache").rglob("*.jpg"))  # the pool is at work
+            if len([p for p in helpers if "spawn_main" in command_line(p)]) == 2 and frames:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, "extract ended before it could be killed"
+        left, waited = survivors_of_sigkill(proc, helpers)
+        assert not left, f"alive {waited:.0f} s after extract: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kill_all(helpers)
 
 
 def test_command_module_imports_cheaply():

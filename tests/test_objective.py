@@ -161,7 +161,7 @@ def test_every_table1_objective_runs_and_backpropagates(tiny_cfg, objective):
 
 def test_global_through_predictor_sends_the_local_cls_through_the_predictor():
     base = {"data.global_size": 32, "data.local_size": 16, "model.out_dim": 64, "objective": "global"}
-    assert Student(build_config("cpu-tiny", overrides=base)).predictor is None  # METHOD.md: off
+    assert Student(build_config("cpu-tiny", overrides=base)).predictor is None  # docs/METHOD.md: off
     cfg = build_config("cpu-tiny", overrides={**base, "model.global_through_predictor": True})
     torch.manual_seed(0)
     student = Student(cfg)

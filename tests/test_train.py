@@ -112,6 +112,39 @@ def test_sigkilled_run_resumes_from_its_last_checkpoint_to_the_same_weights(vide
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=f"teacher {k} differs after resume")
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1500)  # ~1 min on an idle machine; spawned workers each import torch
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+def test_sigkilled_run_takes_its_data_workers_and_resource_tracker_with_it(videos, tmp_path):
+    """An OOM killer, a pre-emption or `timeout` SIGKILLs the trainer: every process it started
+    (DataLoader workers, the resource tracker) must go with it, not hold memory for hours."""
+    from process_tree import command_line, descendants, kill_all, survivors_of_sigkill
+
+    out = tmp_path / "run"
+    args = ["train", "--output", str(out), "--max-steps", "1000", *TINY, "--num-workers", "2"]
+    for v in videos:
+        args += ["--video", str(v)]
+    proc = subprocess.Popen([sys.executable, "-m", "vidistill", *args], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    helpers: list[int] = []
+    try:
+        deadline = time.time() + 1400  # a first step on a busy 2-core machine
+        log = out / "log.jsonl"
+        while time.time() < deadline and proc.poll() is None and not (log.exists() and log.read_text().strip()):
+            time.sleep(0.1)
+        assert proc.poll() is None, "training ended before it could be killed"
+        helpers = descendants(proc.pid)
+        workers = [p for p in helpers if "spawn_main" in command_line(p)]
+        assert len(workers) == 2 and any("resource_tracker" in command_line(p) for p in helpers), (
+            [command_line(p) for p in helpers])
+        left, waited = survivors_of_sigkill(proc, helpers)
+        assert not left, f"alive {waited:.0f} s after the trainer: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kill_all(helpers)
+
+
 def test_torchrun_two_gloo_processes_keep_identical_weights(videos, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -140,6 +173,40 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_chec
     state = load_checkpoint(out / "checkpoint.pt")
     for t in state["teacher"].values():
         assert torch.isfinite(t).all()
+
+
+def test_objectives_compute_their_own_losses_on_the_same_batch(videos, tmp_path):
+    """One batch of real clips, one student and teacher: the method is 0.5 dense + 0.5 global, each
+    ablation computes exactly its own term, and plain DINO (two global views of the same frames,
+    their local crops) another loss again."""
+    from vidistill.config import Objective
+    from vidistill.data import build_dataloader
+    from vidistill.model import Student, Teacher
+    from vidistill.objective import build_objective
+
+    cfg = tiny_config(videos, tmp_path / "x", **{"optim.batch_size": 2})
+    batch = next(iter(build_dataloader(cfg)[0]))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors; spinning OpenMP threads only slow a shared machine
+    torch.manual_seed(0)
+    student = Student(cfg).eval()  # no drop-path: every objective sees the same features
+    teacher = Teacher(student)
+    losses = {}
+    for objective in Objective:
+        globals_, locals_ = batch.globals, batch.locals
+        if objective is Objective.DINO:  # two global views (frames t, t+Δ) and the locals of one
+            globals_, locals_ = globals_[:, :2], locals_[:, :1]
+        with torch.no_grad():
+            loss, stats = build_objective(tiny_config(videos, tmp_path / "x", objective=objective.value))(
+                student, teacher, globals_, locals_, 0.04)
+        losses[objective] = (loss.item(), {k: v.item() for k, v in stats.items() if k.endswith("/loss")})
+    torch.set_num_threads(threads)
+    method, parts = losses[Objective.METHOD]
+    assert method == pytest.approx(0.5 * parts["dense/loss"] + 0.5 * parts["global/loss"], rel=1e-5)
+    assert losses[Objective.DENSE] == (pytest.approx(parts["dense/loss"], rel=1e-5), {"dense/loss": pytest.approx(parts["dense/loss"], rel=1e-5)})
+    assert losses[Objective.GLOBAL] == (pytest.approx(parts["global/loss"], rel=1e-5), {"global/loss": pytest.approx(parts["global/loss"], rel=1e-5)})
+    values = [losses[o][0] for o in Objective]
+    assert min(abs(a - b) for i, a in enumerate(values) for b in values[i + 1:]) > 1e-3, losses
 
 
 @pytest.mark.parametrize("objective", ["dino", "global", "dense"])

@@ -19,7 +19,6 @@ from torch import nn
 from vidistill.contract import EncoderContract
 from vidistill.errors import CheckpointError
 from vidistill.runtime.checkpoints import (  # noqa: F401  (readers live in the runtime; re-exported)
-    DEFAULT_RUNS_DIR,
     FORMAT,
     FORMAT_VERSION,
     backbone_state,

@@ -1,6 +1,6 @@
 """Typed configuration: the one source of truth for defaults.
 
-The dataclass defaults are the paper's run (ViT-S/16 at 224 px, METHOD.md). A preset is a
+The dataclass defaults are the paper's run (ViT-S/16 at 224 px, docs/METHOD.md). A preset is a
 small YAML overlay in ``vidistill/presets/``; a ``--config file.yaml`` overlays that; CLI flags
 and ``--set`` overlay that (``build_config`` records which keys the user set); what an ``--init``
 implies (its architecture, normalisation, the crop sizes its patch allows) comes last
@@ -27,6 +27,15 @@ from vidistill.errors import VidistillError
 log = logging.getLogger(__name__)
 
 PRESET_DIR = Path(__file__).parent / "presets"
+# Why auto_preset chose a preset, for the log line that says so.
+PRESET_MACHINE = {
+    "adapt": "--init with CUDA",
+    "adapt-cpu": "--init without CUDA: CPU sizes, ViT at 96 px crops, batch 8, out_dim 4096",
+    "gpu": "CUDA",
+    "cpu-tiny": "no CUDA: ViT-Ti/16 at 96 px, batch 8",
+}
+
+log = logging.getLogger(__name__)
 
 
 
@@ -141,7 +150,7 @@ class ModelConfig:
     norm_last_layer: bool = option(True, "freeze the norm of the weight-normed last layer at 1 (DINO)")
     predictor_depth: int = option(2, "transformer blocks in the training-only predictor")
     global_through_predictor: bool = option(
-        False, "global loss: local [CLS] through the predictor too (METHOD.md: off, same frame)"
+        False, "global loss: local [CLS] through the predictor too (docs/METHOD.md: off, same frame)"
     )
 
 
@@ -207,6 +216,19 @@ class TrainConfig:
     )
     checkpoint_every: int = option(500, "steps between checkpoints (also at every epoch end)", flag="checkpoint-every")
     log_every: int = option(1, "steps between log.jsonl records")
+    monitor_every: int = option(
+        25, "steps between measures of the teacher's feature rank and position share (repr/* in "
+        "log.jsonl: partial collapse; 0 = off)",
+    )
+    uniform_warning_steps: int = option(
+        100, "steps of near-uniform teacher targets before the collapse monitor warns (and names the "
+        "likely causes in this run)",
+    )
+    sync_every: int = option(
+        0, "steps between reads of the step's scalars to the host (the loss check and the log "
+        "records then come in bursts; never past a checkpoint); 0 = auto: every step on CPU, where a "
+        "read costs nothing, every 20 on CUDA, where it stalls the queue of kernels",
+    )
     tensorboard: bool = option(False, "also log to <run>/tensorboard (needs vidistill[tb])", flag="tensorboard")
     progress: bool = option(True, "progress bar with ETA")
 
@@ -298,6 +320,25 @@ def available_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
+def load_preset(name: str, _chain: tuple[str, ...] = ()) -> dict:
+    """A preset's values; ``extends: other`` at its top takes ``other``'s values first (so a
+    CPU-sized variant states only what it changes, and the recipe has one source)."""
+    if name not in available_presets():
+        raise ValueError(f"unknown preset {name!r}; available: {', '.join(available_presets())}")
+    if name in _chain:
+        raise ValueError(f"preset {name!r} extends itself: {' -> '.join((*_chain, name))}")
+    values = load_yaml(PRESET_DIR / f"{name}.yaml")
+    parent = values.pop("extends", None)
+    return _deep_merge(load_preset(parent, (*_chain, name)), values) if parent else values
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def _coerce(tp: Any, value: Any) -> Any:
     """Turn a YAML/CLI value into the field's declared type."""
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
@@ -385,16 +426,19 @@ def parse_set(items: list[str]) -> dict[str, str]:
 
 
 def auto_preset(init: str = "") -> str:
-    """Default preset: ``adapt`` when starting from a pretrained encoder (``--init``); otherwise
-    the single-GPU preset when CUDA is there, the CPU one otherwise."""
-    if init:
-        return "adapt"
+    """Default preset, sized to the machine: with CUDA, ``adapt`` when starting from a
+    pretrained encoder (``--init``) and ``gpu`` otherwise; without, their CPU-sized variants
+    ``adapt-cpu`` and ``cpu-tiny`` (a GPU-sized batch of 64 at 224 px does not finish 200 steps
+    in 15 minutes on 2 cores)."""
     try:
         import torch
 
-        return "gpu" if torch.cuda.is_available() else "cpu-tiny"
+        cuda = torch.cuda.is_available()
     except ImportError:  # pragma: no cover
-        return "cpu-tiny"
+        cuda = False
+    if init:
+        return "adapt" if cuda else "adapt-cpu"
+    return "gpu" if cuda else "cpu-tiny"
 
 
 def build_config(
@@ -404,10 +448,11 @@ def build_config(
 ) -> Config:
     """Resolve defaults < preset < config file < overrides (dotted keys)."""
     cfg = Config()
-    preset = preset or auto_preset(str((overrides or {}).get("model.init", "")))
-    if preset not in available_presets():
-        raise ValueError(f"unknown preset {preset!r}; available: {', '.join(available_presets())}")
-    apply_overrides(cfg, load_yaml(PRESET_DIR / f"{preset}.yaml"), where=f"preset {preset}")
+    if not preset:
+        preset = auto_preset(str((overrides or {}).get("model.init", "")))
+        log.info("preset %s (the default on this machine: %s; --preset picks another)", preset,
+                 PRESET_MACHINE.get(preset, ""))
+    apply_overrides(cfg, load_preset(preset), where=f"preset {preset}")
     cfg.preset = preset
     user_keys: set[str] = set()
     if config_file:

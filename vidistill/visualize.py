@@ -63,8 +63,9 @@ def feature_picture(encoder_path: str, video: str, output: Path, frames: int = 8
     from vidistill.eval.features import load_encoder, to_input_aspect
 
     enc = load_encoder(encoder_path, image_size=image_size, device=device)
-    images = [to_input_aspect(enc, im) for im in sample_frames(video, frames)]  # what the encoder sees
-    _, patches = enc.extract(images, batch_size=16, total=len(images), desc="visualize")
+    frames_rgb = sample_frames(video, frames)
+    _, patches = enc.extract(frames_rgb, batch_size=16, total=len(frames_rgb), desc="visualize")
+    images = [to_input_aspect(enc, im) for im in frames_rgb]  # shown: the region the encoder sees
     pcs = pca_rgb(enc.patch_maps(patches.float()).numpy())
     panels = side_by_side(images, pcs, tile)
     output.parent.mkdir(parents=True, exist_ok=True)

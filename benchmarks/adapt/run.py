@@ -331,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--steps", type=int, default=None, help=f"adaptation steps per row (default {FULL['steps']})")
     ap.add_argument("--batch", type=int, default=None, help=f"clips per step (default {FULL['batch']})")
     ap.add_argument("--base-steps", type=int, default=None, help="supervised steps of the base (default 200)")
-    ap.add_argument("--adapt-preset", default="adapt", help="preset of the rows that start from the base")
+    ap.add_argument("--adapt-preset", default="adapt-cpu", help="preset of the rows that start from the base")
     ap.add_argument("--scratch-preset", default="cpu-tiny", help="preset of the from-scratch row")
     ap.add_argument("--config", type=Path, default=SETTINGS, help="config file over the preset, every trained row")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, every row")

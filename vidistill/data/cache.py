@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import re
 import shutil
@@ -46,6 +45,7 @@ from vidistill.data.sources import (
     is_cache_dir,
     read_cache_index,
 )
+from vidistill.data.workers import exit_with_parent, worker_context
 from vidistill.errors import VideoError
 
 log = logging.getLogger(__name__)
@@ -96,8 +96,10 @@ def _write_index(out: Path, entries: Sequence[CacheEntry], max_side: int, qualit
 _WORKER_SOURCES: list[VideoSource] = []
 
 
-def _init_worker(sources: list[VideoSource]) -> None:
+def _init_worker(sources: list[VideoSource], parent_pid: int | None = None) -> None:
     global _WORKER_SOURCES
+    if parent_pid is not None:
+        exit_with_parent(parent_pid)
     _WORKER_SOURCES = sources
     cv2.setNumThreads(1)  # the pool is the parallelism
 
@@ -226,8 +228,8 @@ def extract_cache(
             for task in tasks:
                 finish(_extract_chunk(*task), task)
         else:
-            ctx = multiprocessing.get_context("spawn")  # no OpenCV/FFmpeg state forked mid-use
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(sources,)) as pool:
+            with ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=_init_worker,
+                                     initargs=(sources, os.getpid())) as pool:
                 pending: dict[Future, tuple[Any, ...]] = {}
                 queue = list(reversed(tasks))
                 while queue or pending:

@@ -1,4 +1,4 @@
-"""Which clips exist and in which order a process sees them (METHOD.md "Data: clips").
+"""Which clips exist and in which order a process sees them (docs/METHOD.md "Data: clips").
 
 A clip is ``K`` frames ``t, t+Δ, …, t+(K−1)Δ`` of ONE source; every ``t`` with
 ``t + (K−1)Δ < len(source)`` is a valid start, optionally keeping every ``clip_stride``-th. Clips

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,11 +17,12 @@ from vidistill.config import Config
 from vidistill.data.clips import ClipIndex, ClipSampler, select_usable
 from vidistill.data.sources import VideoSource, discover_sources
 from vidistill.data.views import ClipSample, ClipViews, FrameViews, build_views, clip_frames
+from vidistill.data.workers import exit_with_parent, worker_context
 from vidistill.errors import VideoError
 
 log = logging.getLogger(__name__)
 
-# A clip whose frames cannot be read (see sources.py policy) is replaced by the next clip id;
+# A clip whose frames cannot be read (the damage policy: vidistill/data/sources/__init__.py) is replaced by the next clip id;
 # after this many consecutive failures the data is broken beyond glitches and we stop.
 MAX_CLIP_RETRIES = 16
 
@@ -117,29 +118,13 @@ def collate_clips(samples: Sequence[tuple[ClipSample, int]]) -> ClipBatch:
     )
 
 
-def _worker_init(_: int) -> None:
+def _worker_init(parent_pid: int, _: int) -> None:
+    exit_with_parent(parent_pid)
     # Each worker is one unit of parallelism: no extra OpenCV/torch threads fighting over cores.
     import cv2
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-
-
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """Start workers from a fork server, not by forking the training process.
-
-    Forking a process in which OpenCV has already run a parallel loop (any resize, blur or
-    decode in the main process: probing, ``num_workers=0`` use, tests) copies its thread pool's
-    locks but not its threads, and the child deadlocks in its first OpenCV call (observed:
-    ``cv2.setNumThreads`` in a worker, hung in ``pthread_cond_destroy``). The fork server is a
-    clean process that imports this module once; workers fork from it in milliseconds, and
-    ``spawn``'s per-worker re-import of torch is avoided.
-    """
-    if "forkserver" not in multiprocessing.get_all_start_methods():  # e.g. Windows
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
-    return ctx
 
 
 def build_dataset(cfg: Config, sources: Sequence[VideoSource] | None = None) -> ClipDataset:
@@ -191,7 +176,7 @@ def build_dataloader(cfg: Config, rank: int = 0, world_size: int = 1) -> tuple[D
         drop_last=True,
         persistent_workers=workers > 0,
         prefetch_factor=2 if workers > 0 else None,  # float32 batches: ~190 MB each at paper sizes
-        worker_init_fn=_worker_init if workers > 0 else None,
-        multiprocessing_context=_worker_context() if workers > 0 else None,
+        worker_init_fn=functools.partial(_worker_init, os.getpid()) if workers > 0 else None,
+        multiprocessing_context=worker_context() if workers > 0 else None,
     )
     return loader, sampler

@@ -1,4 +1,4 @@
-"""The augmentation of METHOD.md ("Augmentation"), and the plain-DINO views of the baselines.
+"""The augmentation of docs/METHOD.md ("Augmentation"), and the plain-DINO views of the baselines.
 
 Two builders turn a clip's decoded frames into views:
 
@@ -91,6 +91,22 @@ def sample_box(
     else:
         w, h = width, height
     return Box((height - h) // 2, (width - w) // 2, h, w)
+
+
+def pre_crop_scale(data: DataConfig, height: int, width: int) -> tuple[float, float]:
+    """The pre-crop's area fraction of a ``height``×``width`` frame: ``data.pre_crop_scale``, raised
+    so that the pre-crop is never smaller than a global view (``global_size``²).
+
+    The pre-crop imitates object-centred framing on frames far larger than the training crops
+    (the paper: 5-20% of a 1080p frame is a 430-860 px square, shrunk to 224; the floor never
+    binds there). On a 192 px robot camera at 96 px crops, 5-20% is a 43-86 px square that the
+    global view then upsamples up to 3.5x: blurred, zoomed-in views at another scale than any
+    frame the encoder will see (issue 17). With the floor the pre-crop holds at least global_size²
+    pixels, so a global view (40-100% of it) is enlarged by at most 1.6x per side.
+    """
+    floor = min(1.0, data.global_size**2 / float(height * width))
+    lo, hi = data.pre_crop_scale
+    return max(lo, floor), max(hi, floor)
 
 
 def crop_resize(frames: Sequence[np.ndarray], box: Box, size: int, flip: bool) -> np.ndarray:
@@ -277,7 +293,7 @@ class _ViewBuilder:
     def _pre_crop(self, rng: np.random.Generator, height: int, width: int) -> Box:
         if not self.data.pre_crop:
             return Box(0, 0, height, width)
-        return sample_box(rng, height, width, self.data.pre_crop_scale)
+        return sample_box(rng, height, width, pre_crop_scale(self.data, height, width))
 
     def _boxes(self, rng: np.random.Generator, region: Box, scale: Sequence[float], n: int) -> list[Box]:
         return [sample_box(rng, region.height, region.width, scale).inside(region) for _ in range(n)]

@@ -110,7 +110,7 @@ def open_action_log(data: str | Path, settings: ActionProbeSettings) -> ActionLo
     if not names:
         action = first.targets.action_name()
         if action is None:
-            raise VidistillError(f"{first.path}: records no action (looked for 'action', 'actions'); "
+            raise VidistillError(f"{first.targets.file}: records no action (looked for 'action', 'actions'); "
                                  f"targets it has: {_target_list(first)}; choose one with --target NAME")
         names = [action]
     if len(episodes) < 2:
@@ -127,16 +127,17 @@ def open_action_log(data: str | Path, settings: ActionProbeSettings) -> ActionLo
             raise VidistillError(f"{src.path}: episode {src.episode} records no targets beside its frames")
         for name in names:
             if name not in src.targets.names():
-                raise VidistillError(f"{src.path}: no target {name!r} (episode {src.episode or src.name}); "
+                raise VidistillError(f"{src.targets.file}: no target {name!r} (episode {src.episode or src.name}); "
                                      f"targets it has: {_target_list(src)}")
             values = src.targets.read(name)
             if len(values) != len(src):
                 raise VidistillError(
-                    f"{src.path}: episode {src.episode or src.name}: target {name!r} has {len(values)} rows "
-                    f"but camera {camera or '(unnamed)'} has {len(src)} frames; they must match one to one"
+                    f"{src.targets.file}: episode {src.episode or src.name}: target {name!r} has {len(values)} rows "
+                    f"but camera {camera or '(unnamed)'} has {len(src)} frames ({src.path}); they must match one "
+                    "to one"
                 )
             if not np.isfinite(values).all():
-                raise VidistillError(f"{src.path}: episode {src.episode or src.name}: target {name!r} "
+                raise VidistillError(f"{src.targets.file}: episode {src.episode or src.name}: target {name!r} "
                                      "holds NaN or infinite values")
             targets[name].append(values[used])
         frames.append(used)

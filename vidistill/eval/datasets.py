@@ -22,8 +22,6 @@ import numpy as np
 from vidistill.errors import VidistillError
 from vidistill.eval.features import IMAGE_EXTENSIONS
 
-SPLITS = ("training", "validation")
-
 
 def _check_root(root: Path) -> Path:
     root = Path(root)

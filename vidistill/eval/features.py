@@ -1,10 +1,12 @@
 """Frozen encoders for evaluation come from the runtime: the same loader, backends and resize rule
 a robot uses (``vidistill eval probe EXPORT --backend onnx`` probes exactly the ONNX artefact).
 
-This module keeps what is eval's own: reading image files, and bringing images and their label
-maps to the encoder's aspect by the contract's rule (crop / letterbox) at their own resolution,
-so a probe scores the region the encoder sees. ``load_encoder`` and ``Encoder`` are the
-runtime's (re-exported for eval's callers).
+This module keeps what is eval's own: reading image files, and bringing label and depth maps to
+the region the encoder sees. Images go to the encoder as they are: its contract's rule (crop /
+letterbox, ``vidistill.runtime.preprocess``) places them, exactly as on a robot; a label map is
+cropped or padded (with "ignore") by the same placement at its own resolution, so a probe scores
+the region the encoder sees. ``load_encoder`` and ``Encoder`` are the runtime's (re-exported for
+eval's callers).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vidistill.data.sources.frame_folder import IMAGE_EXTENSIONS
 from vidistill.errors import VidistillError
 from vidistill.runtime.encoder import Encoder
 from vidistill.runtime.loader import load_encoder
@@ -21,7 +24,6 @@ from vidistill.runtime.preprocess import fit_to_aspect
 
 __all__ = ["Encoder", "load_encoder", "read_rgb", "to_input_aspect", "resize_nearest", "IMAGE_EXTENSIONS"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -33,8 +35,10 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 
 def to_input_aspect(encoder: Encoder, img: np.ndarray, label: bool = False) -> np.ndarray:
-    """``img`` (an image, or a label / depth map with ``label=True``: padded with 0 = ignore /
-    invalid) cropped or padded to the encoder's input aspect by its contract's rule."""
+    """``img`` at its own resolution, cropped or padded to the encoder's input aspect where its
+    contract's rule places a frame of that size: a label / depth map (``label=True``, padded
+    with 0 = ignore / invalid), or an image to show (padded with the mean colour, which the
+    encoder's border is). Images to ENCODE are passed as they are: the encoder places them."""
     c = encoder.contract
     fill = 0 if label else np.round(np.asarray(c.mean) * 255).astype(img.dtype)
     return fit_to_aspect(img, encoder.image_size, c.resize, fill)

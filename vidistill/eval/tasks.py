@@ -3,10 +3,10 @@
 Each returns a JSON-ready report. Units: ``miou``, ``pixel_accuracy``, ``per_class_iou``,
 ``delta1`` and ``top1`` in percent (as the paper reports them); depth errors in metres.
 
-Resolution: images and their label / depth maps are first cropped (or padded) to the encoder's
-input aspect by the contract's resize rule, at their own resolution, so the labels cover what
-the encoder sees; the encoder then resizes the images to its (H, W) input (default: its
-training or exported size). Training targets are resized (nearest) to ``label_size`` (default
+Resolution: images go to the encoder as they are, and its contract's resize rule brings them to
+its (H, W) input (default: its training or exported size), the same code a robot runs; label /
+depth maps are cropped (or padded with "ignore") to the region that rule places, at their own
+resolution, so the labels cover what the encoder sees. Training targets are resized (nearest) to ``label_size`` (default
 the input size) so they stack in one cached tensor; validation is scored at each (cropped)
 annotation's own resolution (the logits are upsampled bilinearly to it).
 """
@@ -69,7 +69,7 @@ def _encoder_info(encoder: Encoder) -> dict:
 
 def _features(encoder: Encoder, images: list[Path], batch_size: int, desc: str) -> torch.Tensor:
     _, patches = encoder.extract(
-        (to_input_aspect(encoder, read_rgb(p)) for p in images), batch_size=batch_size, total=len(images), desc=desc, dtype=CACHE_DTYPE
+        (read_rgb(p) for p in images), batch_size=batch_size, total=len(images), desc=desc, dtype=CACHE_DTYPE
     )
     return encoder.patch_maps(patches)
 
@@ -192,7 +192,7 @@ def knn_eval(
 
     def cls_features(paths: list[Path], desc: str) -> torch.Tensor:
         feats, _ = encoder.extract(
-            (to_input_aspect(encoder, read_rgb(p)) for p in paths), batch_size=extract_batch_size, total=len(paths), desc=desc
+            (read_rgb(p) for p in paths), batch_size=extract_batch_size, total=len(paths), desc=desc
         )
         return feats
 

@@ -24,25 +24,33 @@ def soft_cross_entropy(target_probs: torch.Tensor, student_out: torch.Tensor, st
 @dataclass
 class DistillationStats:
     """Collapse shows here first: uniform collapse drives H(p_T) → log(out_dim) with KL → 0,
-    one-hot collapse drives H(p_T) → 0 with KL → 0."""
+    one-hot collapse drives H(p_T) → 0 with KL → 0. Partial collapse (every target sharp, but
+    all of them on a few prototypes) hides from the per-row entropy: it shows in
+    ``prototypes_used``, exp H(mean of p_T over the batch's rows), the number of prototypes the
+    batch's targets spread over (out_dim when they cover all of them evenly, 1 when every row
+    picks the same one)."""
 
     loss: torch.Tensor  # 0-d tensors: read them all at once (one device sync per step)
     teacher_entropy: torch.Tensor  # mean H(p_T) in nats
     kl: torch.Tensor  # mean KL(p_T ‖ p_S) = H(p_T, p_S) − H(p_T)
+    prototypes_used: torch.Tensor  # exp H(E_batch p_T)
 
     def as_dict(self, prefix: str) -> dict[str, torch.Tensor]:
         return {
             f"{prefix}loss": self.loss,
             f"{prefix}teacher_entropy": self.teacher_entropy,
             f"{prefix}kl": self.kl,
+            f"{prefix}prototypes_used": self.prototypes_used,
         }
 
 
 @torch.no_grad()
 def distillation_stats(loss: torch.Tensor, probs: torch.Tensor) -> DistillationStats:
     entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1).mean()
+    batch_mean = probs.reshape(-1, probs.shape[-1]).mean(0)
+    used = torch.exp(-(batch_mean * torch.log(batch_mean.clamp_min(1e-12))).sum())
     loss = loss.detach()
-    return DistillationStats(loss, entropy, loss - entropy)
+    return DistillationStats(loss, entropy, loss - entropy, used)
 
 
 class DistillationLoss(nn.Module):

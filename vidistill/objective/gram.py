@@ -8,8 +8,10 @@ For one image with L2-normalised patch features X_S (student) and X_G (frozen in
 (DINOv3 writes the Frobenius norm; its code averages the squared differences, as here, so the
 weight does not depend on the grid size). Only the *relations* between patches are anchored,
 not the features themselves: the student may rotate or re-scale its feature space to fit the
-new video, but what was similar to what in the init stays so. The loss is 0 at step 0 (student
-== init) and grows as the student's patch geometry moves away from the init's.
+new video, but what was similar to what in the init stays so. At step 0 the student's weights
+are the init's, yet the loss is not 0: the student runs with drop-path and the anchor without,
+so their patch features differ (with drop-path 0 it is 0); it grows as the student's patch
+geometry moves away from the init's.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ class NextFrameDistillation(nn.Module):
     """0.5·L_dense + 0.5·L_global (or one term alone: the Table 1 ablations).
 
     Student: global views of x_t … x_{t+(K−2)Δ} (all but the last frame) and all local views.
-    Teacher: global views of x_{t+Δ} … x_{t+(K−1)Δ} (METHOD.md: the loss formulas need every
+    Teacher: global views of x_{t+Δ} … x_{t+(K−1)Δ} (docs/METHOD.md: the loss formulas need every
     frame from x_{t+Δ}, whatever the paper's prose says).
     """
 

@@ -323,8 +323,10 @@ def describe_rule(contract: EncoderContract) -> str:
 
 def fit_to_aspect(img: np.ndarray, dst_hw: tuple[int, int], mode: str, fill: Any = 0) -> np.ndarray:
     """``img`` (H, W, ...) at its own resolution, cropped or padded (``fill``) to the aspect of
-    ``dst_hw`` exactly as :func:`fit_box` places it: what eval applies to images AND their label
-    maps, so a probe scores the region the encoder sees."""
+    ``dst_hw`` where :func:`fit_box` places a frame of its size: for what must line up with the
+    encoder's input without being encoded (eval's label and depth maps, pictures of it), so a
+    probe scores the region the encoder sees. Images to encode go through
+    :func:`preprocess_numpy` (resized, then placed), never through this."""
     h, w = img.shape[:2]
     if mode == "stretch":
         return img
@@ -334,9 +336,10 @@ def fit_to_aspect(img: np.ndarray, dst_hw: tuple[int, int], mode: str, fill: Any
     dh, dw = int(dst_hw[0]), int(dst_hw[1])
     if h * dw == w * dh:
         return img
+    # The input's aspect at this image's own scale; fit_box places the image in it unscaled.
     th, tw = (round(w * dh / dw), w) if w * dh > h * dw else (h, round(h * dw / dh))
+    p = fit_box((h, w), (th, tw), mode)
     out = np.empty((th, tw, *img.shape[2:]), dtype=img.dtype)
     out[...] = fill
-    top, left = (th - h) // 2, (tw - w) // 2
-    out[top : top + h, left : left + w] = img
+    out[p.top : p.top + p.h, p.left : p.left + p.w] = img
     return out

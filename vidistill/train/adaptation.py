@@ -62,7 +62,7 @@ def adaptation_param_groups(student: nn.Module, adapt: AdaptConfig) -> list[dict
     if adapt.layer_decay == 1.0 and adapt.backbone_lr_scale == 1.0 and adapt.head_warmup_fraction == 0:
         return None
     layer_of, num_layers = backbone_layer_ids(student.backbone)
-    groups: dict[tuple[float, bool], dict] = {}
+    groups: dict[tuple[bool, float, bool], dict] = {}  # (in backbone, lr scale, weight decay)
     for name, p in student.named_parameters():
         if not p.requires_grad:
             continue

@@ -58,8 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera", action="append", default=[], metavar="NAME",
                    help="robot-log camera to train on, by the log's name (repeatable; default: every RGB camera)")
     p.add_argument("--preset", choices=available_presets(),
-                   help="cpu-tiny (ViT-Ti/16 96px, CPU), gpu (ViT-S/16 224px, one GPU), paper (4 GPUs); "
-                        "default: gpu if CUDA else cpu-tiny")
+                   help="cpu-tiny (ViT-Ti/16 96px, CPU), gpu (ViT-S/16 224px, one GPU), paper (4 GPUs), "
+                        "adapt / adapt-cpu (--init: the adaptation recipe at GPU / CPU sizes); default: "
+                        "gpu if CUDA else cpu-tiny, and with --init adapt if CUDA else adapt-cpu")
     p.add_argument("--config", metavar="YAML", help="config file overlaid on the preset")
     for key, f in config_fields():
         if f.metadata.get("flag"):

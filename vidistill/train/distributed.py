@@ -9,8 +9,6 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from vidistill.errors import VidistillError
-
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -28,17 +26,13 @@ class DistributedContext:
         return self.world_size > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise VidistillError("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
-        return torch.device("cuda", local_rank)
-    try:
-        return torch.device(name)
-    except RuntimeError as e:
-        raise VidistillError(f"--device {name!r}: {e}") from None
+def process_device(name: str, local_rank: int = 0) -> torch.device:
+    """``--device`` for this training process: the runtime's rule (auto / cpu / cuda[:N], a clear
+    error without CUDA), and a bare "cuda" becomes this process's GPU under torchrun."""
+    from vidistill.runtime.torch_model import resolve_device
+
+    device = torch.device(resolve_device(name))
+    return torch.device("cuda", local_rank) if device.type == "cuda" and device.index is None else device
 
 
 def setup_distributed(device_name: str = "auto") -> DistributedContext:
@@ -46,7 +40,7 @@ def setup_distributed(device_name: str = "auto") -> DistributedContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name, local_rank)
+    device = process_device(device_name, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():

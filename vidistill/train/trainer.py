@@ -7,9 +7,12 @@ steps (atomic) that hold everything needed to resume mid-epoch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,13 +41,14 @@ from vidistill.train.distributed import (
     cleanup_distributed,
     setup_distributed,
 )
-from vidistill.train.monitor import CollapseDetector, RunLogger, tensorboard_writer
+from vidistill.train.monitor import CollapseDetector, RunFacts, RunLogger, tensorboard_writer
 from vidistill.train.optimizer import (
     build_optimizer,
     cancel_last_layer_gradients,
     clip_gradients_per_parameter,
     set_hyperparameters,
 )
+from vidistill.train.representation import representation_stats
 from vidistill.train.run_lock import RunFolderBusy, RunLock
 from vidistill.train.schedules import Schedules
 
@@ -84,6 +88,17 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
+@dataclass
+class StepRecord:
+    """One step's logged scalars, still on the device (``values``, in ``names`` order) until
+    ``Trainer.read_records`` reads many steps' at once; ``host`` holds what the host knows."""
+
+    step: int  # the step's index (0-based, as the schedules count)
+    names: list[str]
+    values: torch.Tensor
+    host: dict[str, float]
+
+
 class Trainer:
     def __init__(self, cfg: Config, ctx: DistributedContext):
         self.cfg, self.ctx = cfg, ctx
@@ -103,7 +118,6 @@ class Trainer:
                 f"{len(self.sampler)} clips per process (lower --batch-size or add video)"
             )
         self.schedules = Schedules.build(cfg, self.steps_per_epoch, ctx.world_size)
-        self.collapse = CollapseDetector(cfg.model.out_dim)
 
         # Same seed on every rank for the initial weights (DDP also broadcasts rank 0's).
         torch.manual_seed(cfg.train.seed)
@@ -111,6 +125,12 @@ class Trainer:
         if init is not None:
             load_init(self.student.backbone, init, cfg.data.global_size)  # the teacher copies it
         self.teacher = Teacher(self.student).to(self.device)
+        self.collapse = CollapseDetector(
+            cfg.model.out_dim,
+            near_uniform_steps=cfg.train.uniform_warning_steps,
+            facts=RunFacts.of(cfg, self.sampler.num_clips, self.schedules.total_steps, ctx.world_size,
+                              patches=self.student.backbone.patch_embed.num_patches),
+        )
         self.objective = with_gram_anchor(build_objective(cfg), cfg, self.student.backbone).to(self.device)
         self.optimizer = build_optimizer(self.student, adaptation_param_groups(self.student, cfg.adapt))
         self.drift = None  # teacher features vs the init's on fixed frames (rank 0 logs them)
@@ -122,6 +142,9 @@ class Trainer:
         self.amp_dtype = autocast_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step = 0  # optimiser steps done; the epoch and the position in it follow from it
+        # Brackets each part of a step; the step profiler (benchmarks/profile_step.py) swaps in
+        # a timer, training keeps this no-op.
+        self.phase: Callable[[str], contextlib.AbstractContextManager] = lambda name: contextlib.nullcontext()
         if not self._resume_if_possible():
             torch.manual_seed(cfg.train.seed + 1000 * ctx.rank)  # drop-path differs per rank
 
@@ -131,6 +154,12 @@ class Trainer:
                 self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
         self.student_fwd = torch.compile(self.student_ddp) if cfg.train.compile else self.student_ddp
+
+    def sync_interval(self) -> int:
+        """Steps between host reads of the scalars (``train.sync_every``; 0 = auto)."""
+        if self.cfg.train.sync_every > 0:
+            return self.cfg.train.sync_every
+        return 20 if self.device.type == "cuda" else 1
 
     def position(self) -> dict[str, int]:
         """What maps a step count to (epoch, batch in epoch) and to the schedules' values."""
@@ -238,43 +267,71 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ loop
     def train_step(self, batch, step: int) -> dict[str, float]:
-        sch = self.schedules
+        """One optimiser step; its record read at once (tests, the profiler)."""
+        return self.read_records([self.step_lazily(batch, step)])[0]
+
+    def step_lazily(self, batch, step: int) -> StepRecord:
+        """One optimiser step whose scalars stay on the device until :meth:`read_records`: no
+        host sync, so the CPU can queue the next step's kernels while the GPU runs this one."""
+        sch, phase = self.schedules, self.phase
         set_hyperparameters(self.optimizer, sch.lr[step], sch.weight_decay[step], sch.backbone_lr_factor(step))
         tau_t = sch.teacher_temp[step]
-        globals_ = batch.globals.to(self.device, non_blocking=True)
-        locals_ = batch.locals.to(self.device, non_blocking=True)
+        with phase("to device"):
+            globals_ = batch.globals.to(self.device, non_blocking=True)
+            locals_ = batch.locals.to(self.device, non_blocking=True)
 
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        with phase("forward + losses"), torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        ):
             loss, stats = self.objective(self.student_fwd, self.teacher, globals_, locals_, tau_t)
+        with phase("stats stack"):
+            values = torch.stack([loss.detach().float(), *(v.detach().float() for v in stats.values())])
 
-        # One device sync per step for every scalar we log (and the finiteness check).
-        names = ["loss", *stats]
-        values = torch.stack([loss.detach().float(), *(v.float() for v in stats.values())]).tolist()
-        record = dict(zip(names, values, strict=True))
-        if broadcast_flag(not math.isfinite(record["loss"]), self.ctx):
+        with phase("backward"):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+        with phase("clip + optimizer"):
+            self.scaler.unscale_(self.optimizer)
+            clip_gradients_per_parameter(self.student, self.cfg.optim.clip_grad)
+            if sch.last_layer_frozen(step):
+                cancel_last_layer_gradients(self.student.head)
+            if sch.backbone_frozen(step):
+                cancel_backbone_gradients(self.student)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        with phase("EMA"):
+            update_teacher(self.student, self.teacher, sch.momentum[step])
+        host = {"lr": sch.lr[step], "wd": sch.weight_decay[step], "momentum": sch.momentum[step], "teacher_temp": tau_t}
+        every = self.cfg.train.monitor_every
+        if every > 0 and (step % every == 0 or step + 1 == sch.total_steps):
+            with phase("representation stats"):  # a host sync, but only every `monitor_every` steps
+                host.update(representation_stats(self.teacher.backbone, globals_.flatten(0, 1)))
+        return StepRecord(step, ["loss", *stats], values, host)
+
+    def read_records(self, pending: list[StepRecord]) -> list[dict[str, float]]:
+        """The pending steps' scalars in one host sync, checked: a non-finite loss stops the run
+        (every rank alike). Called before each checkpoint, so a non-finite step is never saved."""
+        if not pending:
+            return []
+        with self.phase("stats sync"):
+            rows = torch.stack([p.values for p in pending]).tolist()
+        records = []
+        for p, row in zip(pending, rows, strict=True):
+            record = dict(zip(p.names, row, strict=True))
+            record.update(p.host)
+            # Headline collapse numbers: the global branch if there is one (where collapse happens).
+            branch = "global" if "global/kl" in record else "dense"
+            record["teacher_entropy"], record["kl"] = record[f"{branch}/teacher_entropy"], record[f"{branch}/kl"]
+            records.append(record)
+        bad = next((p.step for p, r in zip(pending, records, strict=True) if not math.isfinite(r["loss"])), None)
+        if broadcast_flag(bad is not None, self.ctx):
+            record = records[[p.step for p in pending].index(bad)] if bad is not None else {}
             raise TrainingError(
-                f"non-finite loss at step {step} ({record}); stopping. The last good checkpoint "
+                f"non-finite loss at step {bad} ({record}); stopping. The last good checkpoint "
                 f"is {self.ckpt_path}" + (" (none written yet)" if not self.ckpt_path.exists() else "")
                 + ". Try a lower lr, --amp off, or a larger teacher temperature."
             )
-
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        clip_gradients_per_parameter(self.student, self.cfg.optim.clip_grad)
-        if sch.last_layer_frozen(step):
-            cancel_last_layer_gradients(self.student.head)
-        if sch.backbone_frozen(step):
-            cancel_backbone_gradients(self.student)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        update_teacher(self.student, self.teacher, sch.momentum[step])
-
-        record.update(lr=sch.lr[step], wd=sch.weight_decay[step], momentum=sch.momentum[step], teacher_temp=tau_t)
-        # Headline collapse numbers: the global branch if there is one (where collapse happens).
-        branch = "global" if "global/kl" in record else "dense"
-        record["teacher_entropy"], record["kl"] = record[f"{branch}/teacher_entropy"], record[f"{branch}/kl"]
-        return record
+        return records
 
     def fit(self) -> Path:
         cfg, sch = self.cfg, self.schedules
@@ -299,6 +356,22 @@ class Trainer:
             bar = tqdm(total=sch.total_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         self.student.train()
         clips_per_step = cfg.optim.batch_size * self.ctx.world_size
+        sync_every = self.sync_interval()
+        pending: list[tuple[StepRecord, dict, dict]] = []  # (device scalars, timings, extras) per step
+
+        def read_pending() -> None:
+            records = self.read_records([p for p, _, _ in pending])
+            for (p, timing, extras), record in zip(pending, records, strict=True):
+                record.update(timing)
+                record["collapsed"] = self.collapse.update(record, p.step + 1)
+                record.update(extras)
+                if logger is not None and (p.step + 1) % cfg.train.log_every == 0:
+                    logger.write(record)
+            if bar is not None and records:
+                r = records[-1]
+                bar.set_postfix(loss=f"{r['loss']:.3f}", lr=f"{r['lr']:.1e}", clips_s=f"{r['clips_per_s']:.1f}")
+            pending.clear()
+
         step = self.step
         try:
             while step < sch.total_steps:
@@ -308,31 +381,34 @@ class Trainer:
                 t_data = time.perf_counter()
                 for batch in self.loader:
                     t_step = time.perf_counter()
-                    record = self.train_step(batch, step)
+                    lazy = self.step_lazily(batch, step)
                     step += 1
                     self.step = step
                     t_end = time.perf_counter()
-                    record.update(
-                        step=step, epoch=epoch, clips_per_s=clips_per_step / max(t_end - t_data, 1e-9),
-                        data_time=t_step - t_data, step_time=t_end - t_step,
-                    )
-                    record["collapsed"] = self.collapse.update(record, step)
+                    # Without a sync per step these are host times: on CUDA, a step's time
+                    # shows in the step that waits for it (the averages are right).
+                    timing = {"step": step, "epoch": epoch, "clips_per_s": clips_per_step / max(t_end - t_data, 1e-9),
+                              "data_time": t_step - t_data, "step_time": t_end - t_step}
+                    extras = {}
                     if self.drift is not None and (step % cfg.adapt.drift_every == 0 or step == sch.total_steps):
-                        record.update(self.drift.measure(self.teacher.backbone))
+                        extras.update(self.drift.measure(self.teacher.backbone))
                     if self.device.type == "cuda":
-                        record["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
-                    if logger is not None and step % cfg.train.log_every == 0:
-                        logger.write(record)
+                        extras["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+                    pending.append((lazy, timing, extras))
+                    checkpoint_due = step % cfg.train.checkpoint_every == 0 and step < sch.total_steps
+                    if len(pending) >= sync_every or checkpoint_due or step >= sch.total_steps:
+                        read_pending()
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}", clips_s=f"{record['clips_per_s']:.1f}")
-                    if step % cfg.train.checkpoint_every == 0 and step < sch.total_steps:
+                    if checkpoint_due:
                         self.save_checkpoint()
                     if step >= sch.total_steps:
                         break
                     t_data = time.perf_counter()
+                read_pending()
                 if step < sch.total_steps:  # a whole epoch ended
                     self.save_checkpoint()
+            read_pending()
             self.save_checkpoint(finished=True)
         finally:
             if bar is not None:

@@ -8,8 +8,8 @@ writes), :mod:`.lerobot` (LeRobot v2.x / v3.0 datasets; image features via
 Adding a format = one new module that defines ``FORMAT = Format(...)`` + one line in
 ``discovery.FORMATS``.
 
-The contract (METHOD.md "Data: clips")
---------------------------------------
+The contract (docs/METHOD.md "Data: clips")
+-------------------------------------------
 A source is ONE episode x ONE camera: a clip never spans two sources, so it never crosses an
 episode boundary or mixes cameras. A source provides, without decoding the whole recording:
 
@@ -29,7 +29,7 @@ episode boundary or mixes cameras. A source provides, without decoding the whole
 Opening lazily, per process. ``__init__`` reads metadata only and leaves nothing open (or closes
 what it opened to probe). Decoders and file handles are opened on first read, remembered with
 the pid that opened them, and dropped when pickled (``_process_local``): a DataLoader worker
-(forked or spawned) therefore opens its own, and never shares a file offset with its parent. No
+(spawned: :mod:`vidistill.data.workers`) therefore opens its own, and never shares a file offset with its parent. No
 file handle may be open across a fork; ``build_dataset`` calls ``close()`` on every source before
 workers start.
 

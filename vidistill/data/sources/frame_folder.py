@@ -14,7 +14,7 @@ import numpy as np
 from vidistill.data.sources.base import Format, Opened, OpenOptions, VideoSource, natural_key
 from vidistill.errors import VideoError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # frame folders and eval datasets alike
 JPEG_EXTENSIONS = (".jpg", ".jpeg")
 
 _IMREAD_RGB: int | None = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10: no cvtColor

@@ -9,7 +9,12 @@ Layouts, recognised in this order:
   JPEG bytes zero-padded to (T, padded) (the ``compress`` variant). Its ``compress_len``
   (n_cams, T, float) lists the byte lengths in the recorder's camera order, which the file does
   not store; it is not needed either: a JPEG ends at its end-of-image marker, so the decoder
-  stops there and the padding is never read.
+  stops there and the padding is never read. Colours: the recorders store the camera's RGB
+  arrays raw, and compress them by handing the same RGB arrays to ``cv2.imencode``, which takes
+  them for BGR (``aloha_scripts/record_episodes.py``, ACT++ ``compress_data.py``); they decode
+  with ``cv2.imdecode(buf, 1)`` and no conversion (LeRobot's and openpi's ALOHA converters do
+  the same). So these JPEGs are read the recorders' way: a raw and a compressed episode of one
+  recorder give the same colours. Encoded images in other layouts are read in their own colours.
 * anything else: every uint8 dataset shaped (T, H, W, 3), camera = its name, episode = its group.
   A dataset of another shape is used when named with ``--camera`` by its path in the file
   (``--camera obs/front``): (T, H, W), (T, H, W, 1|3|4) uint8, or encoded images (JPEG/PNG bytes
@@ -106,9 +111,10 @@ class Hdf5Source(VideoSource):
     channel_order = "rgb"
 
     def __init__(self, path: str, name: str, max_side: int, *, dataset: str, camera: str, episode: str,
-                 frames: int, size: tuple[int, int], fps: float, encoded: bool):
+                 frames: int, size: tuple[int, int], fps: float, encoded: bool, rgb_imencoded: bool = False):
         super().__init__(path, name, max_side, camera=camera, episode=episode)
         self.dataset, self.encoded = dataset, encoded
+        self.rgb_imencoded = rgb_imencoded  # JPEGs of RGB arrays written by cv2.imencode (ALOHA / ACT)
         self.num_frames = frames
         self.native_size = size
         self.fps = fps
@@ -123,7 +129,7 @@ class Hdf5Source(VideoSource):
         except (OSError, KeyError, ValueError):  # a damaged chunk: substituted by a neighbour
             return None
         if self.encoded:
-            return _decode_bytes(item)
+            return _decode_bytes(item, self.rgb_imencoded)
         if item.ndim == 2:
             return cv2.cvtColor(item, cv2.COLOR_GRAY2RGB)
         if item.shape[-1] in _GREY_TO_RGB:
@@ -134,11 +140,16 @@ class Hdf5Source(VideoSource):
         _OPEN.close(self.path)
 
 
-def _decode_bytes(data: np.ndarray) -> np.ndarray | None:
-    """JPEG/PNG bytes (trailing zero padding is never read) as RGB uint8 (H, W, 3)."""
+def _decode_bytes(data: np.ndarray, rgb_imencoded: bool = False) -> np.ndarray | None:
+    """JPEG/PNG bytes (trailing zero padding is never read) as RGB uint8 (H, W, 3).
+
+    ``rgb_imencoded``: the bytes are ``cv2.imencode`` of an RGB array (ALOHA / ACT), so cv2's
+    own (B, G, R)-ordered decode hands that array back as it was."""
     data = np.ascontiguousarray(data, np.uint8).reshape(-1)
     if data.size == 0:
         return None
+    if rgb_imencoded:
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)
     if _IMREAD_RGB is not None:
         return cv2.imdecode(data, _IMREAD_RGB)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
@@ -262,7 +273,7 @@ def _claims(path: Path) -> bool:
 def _first_frame(ds: Any, encoded: bool) -> np.ndarray | None:
     item = np.asarray(ds[0])
     if encoded:
-        return _decode_bytes(item)
+        return _decode_bytes(item)  # for its size
     return item
 
 
@@ -302,7 +313,7 @@ def _open(path: Path, name: str, options: OpenOptions) -> Opened:
             sources.append(Hdf5Source(
                 str(path), f"{name}:{label}", options.max_side, dataset=dataset, camera=camera,
                 episode=episode or name, frames=int(ds.shape[0]), size=(first.shape[1], first.shape[0]),
-                fps=fps, encoded=encoded,
+                fps=fps, encoded=encoded, rgb_imencoded=encoded and layout == "aloha" and dataset.startswith("/observations/images/"),
             ))
         _attach_targets(f, path, layout, sources)
     finally:
@@ -319,6 +330,7 @@ class Hdf5Targets(Targets):
 
     def __init__(self, path: str, group: str, names: list[str]):
         self.path, self.group, self._names = path, group, names
+        self.file = path
 
     def names(self) -> list[str]:
         return list(self._names)

@@ -59,6 +59,7 @@ class Episode:
     index: int
     length: int
     row: dict[str, Any]  # the episode's metadata (v3: the episodes parquet row)
+    table: Path | None = None  # the file that row comes from
 
 
 # ========================================================================================= info
@@ -145,7 +146,7 @@ def _episodes_v3(root: Path) -> list[Episode]:
             raise VideoError(f"{path}: unreadable episode table ({e})") from None
         for row in table.to_pylist():
             try:
-                episodes.append(Episode(int(row["episode_index"]), int(row["length"]), row))
+                episodes.append(Episode(int(row["episode_index"]), int(row["length"]), row, path))
             except (KeyError, TypeError, ValueError):
                 raise VideoError(f"{path}: rows without episode_index / length") from None
     return sorted(episodes, key=lambda e: e.index)
@@ -162,8 +163,14 @@ def _video_files(root: Path, info: dict[str, Any], camera: str, episodes: list[E
                 chunk, file = int(ep.row[f"videos/{camera}/chunk_index"]), int(ep.row[f"videos/{camera}/file_index"])
             except (KeyError, TypeError, ValueError):
                 raise VideoError(
-                    f"{root / 'meta' / 'episodes'}: episode {ep.index} has no videos/{camera}/chunk_index, file_index"
+                    f"{ep.table}: episode {ep.index} has no videos/{camera}/chunk_index, file_index"
                 ) from None
+            if ep.row.get(f"videos/{camera}/from_timestamp") is None:  # not 0: frame 0 is another episode's
+                raise VideoError(
+                    f"{ep.table}: episode {ep.index} has no videos/{camera}/from_timestamp (where the episode "
+                    f"starts in {template.format(video_key=camera, chunk_index=chunk, file_index=file)}, a file "
+                    "that may hold several episodes)"
+                )
             out.append((ep, root / template.format(video_key=camera, chunk_index=chunk, file_index=file)))
         return out
     template = info.get("video_path") or V2_VIDEO_PATH
@@ -212,7 +219,7 @@ def _video_sources(root: Path, name: str, info: dict[str, Any], camera: str, epi
         # The rate LeRobot computed from_timestamp with (the feature's, else the dataset's), not
         # the container's average (an estimate on concatenated files).
         fps = float((info["features"][camera].get("info") or {}).get("video.fps") or info["fps"] or index.fps)
-        first = round(float(ep.row.get(f"videos/{camera}/from_timestamp") or 0.0) * fps) if v3 else 0
+        first = round(float(ep.row[f"videos/{camera}/from_timestamp"]) * fps) if v3 else 0
         src = VideoFileSource(path, f"{name}/{camera}/episode_{ep.index:06d}", options.max_side, camera=camera,
                               episode=str(ep.index), index=index, first=first, length=ep.length)
         lost += ep.length - len(src)
@@ -305,6 +312,7 @@ class LeRobotTargets(Targets):
 
     def __init__(self, data: Path, episode: int, names: list[str]):
         self.data, self.episode, self._names = data, episode, names
+        self.file = str(data)
 
     def names(self) -> list[str]:
         return list(self._names)

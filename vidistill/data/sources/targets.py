@@ -22,6 +22,8 @@ ACTION_NAMES = ("action", "actions")
 class Targets(ABC):
     """The per-frame values one episode of a log records beside its frames."""
 
+    file: str  # the file they are read from (error messages name it)
+
     @abstractmethod
     def names(self) -> list[str]:
         """Every target this episode records, by the log's own names."""
