@@ -24,8 +24,6 @@ import yaml
 from vidistill.contract import IMAGENET_MEAN, IMAGENET_STD
 from vidistill.errors import VidistillError
 
-log = logging.getLogger(__name__)
-
 PRESET_DIR = Path(__file__).parent / "presets"
 # Why auto_preset chose a preset, for the log line that says so.
 PRESET_MACHINE = {
