@@ -102,16 +102,16 @@ def test_vit_family_trains_and_resumes_from_its_checkpoint_not_the_init(
     out = tmp_path / "run"
     args = [*train_args(video_file, out, family, steps=3), "--checkpoint-every", "2", "--init", str(init)]
     # Interrupt the run after its checkpoint at step 2 (as Ctrl-C would).
-    step_once = Trainer.train_step
+    step_once = Trainer.step_lazily  # what the training loop calls for each step
 
     def interrupted_at_step_3(self, batch, step):
         if step == 2:
             raise KeyboardInterrupt
         return step_once(self, batch, step)
 
-    monkeypatch.setattr(Trainer, "train_step", interrupted_at_step_3)
+    monkeypatch.setattr(Trainer, "step_lazily", interrupted_at_step_3)
     assert main(args) == 130
-    monkeypatch.setattr(Trainer, "train_step", step_once)
+    monkeypatch.setattr(Trainer, "step_lazily", step_once)
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["model"]["arch"] == arch and saved["model"]["init"] == str(init)
     assert saved["model"]["model_args"]["embed_dim"] == 64 and "img_size" not in saved["model"]["model_args"]
