@@ -236,8 +236,8 @@ def measure_serving(smoke: bool, batches: tuple[int, ...], rounds: int) -> dict:
     """ViT-S/16 at 224 px (tiny at 32 px in the smoke) through TorchEncoder, eager and CUDA graphs."""
     import timm
 
-    from vidistill.model.backbone import contract_for
     from vidistill.runtime.backend_torch import TorchEncoder
+    from vidistill.runtime.timm_vit import contract_of
     from vidistill.runtime.torch_model import rebuild_at_size
 
     arch, size = ("vit_tiny_patch16_224", 32) if smoke else ("vit_small_patch16_224", 224)
@@ -246,7 +246,7 @@ def measure_serving(smoke: bool, batches: tuple[int, ...], rounds: int) -> dict:
     model_args = {"depth": 2} if smoke else {}
     model = timm.create_model(arch, pretrained=False, num_classes=0, img_size=size, dynamic_img_size=True,
                               **model_args).eval()
-    contract = contract_for(model, arch, size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), model_args)
+    contract = contract_of(model, arch, size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), model_args)
     modes = {"bf16 eager": None} if smoke else {"bf16 eager": None, "bf16 cuda graphs": "reduce-overhead"}
     out: dict = {"arch": arch, "image_size": size}
     for label, mode in modes.items():
