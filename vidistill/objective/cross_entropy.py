@@ -44,13 +44,17 @@ class DistillationStats:
         }
 
 
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """H(p) = −Σ_k p[k] log p[k] over the last dimension, in nats (0 · log 0 = 0)."""
+    return -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)
+
+
 @torch.no_grad()
 def distillation_stats(loss: torch.Tensor, probs: torch.Tensor) -> DistillationStats:
-    entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1).mean()
-    batch_mean = probs.reshape(-1, probs.shape[-1]).mean(0)
-    used = torch.exp(-(batch_mean * torch.log(batch_mean.clamp_min(1e-12))).sum())
+    mean_entropy = entropy(probs).mean()
+    used = torch.exp(entropy(probs.reshape(-1, probs.shape[-1]).mean(0)))
     loss = loss.detach()
-    return DistillationStats(loss, entropy, loss - entropy, used)
+    return DistillationStats(loss, mean_entropy, loss - mean_entropy, used)
 
 
 class DistillationLoss(nn.Module):

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from vidistill.model.backbone import split_tokens
+from vidistill.objective.cross_entropy import entropy
 
 
 def effective_rank(features: torch.Tensor) -> float:
@@ -35,8 +36,7 @@ def effective_rank(features: torch.Tensor) -> float:
     s = torch.linalg.svdvals(x)
     if float(s.sum()) <= 0:
         return 1.0
-    p = s / s.sum()
-    return float(torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum()))
+    return float(torch.exp(entropy(s / s.sum())))
 
 
 def position_share(patches: torch.Tensor) -> float:
