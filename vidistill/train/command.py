@@ -126,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not cfg.data.videos:
         raise VidistillError("no video given: use --video PATH (a file, a frame folder or a folder of episodes)")
+    from vidistill.train.cores import prefer_passive_waiting
+
+    prefer_passive_waiting()  # before torch loads (vidistill.train.cores says why)
     from vidistill.train.trainer import train
 
     run_dir = train(cfg)

@@ -35,6 +35,7 @@ from vidistill.train.adaptation import (
     cancel_backbone_gradients,
     probe_pixels,
 )
+from vidistill.train.cores import CorePlan
 from vidistill.train.distributed import (
     DistributedContext,
     broadcast_flag,
@@ -450,8 +451,14 @@ def _train_locked(cfg: Config, ctx: DistributedContext) -> Path:
     # cpu-tiny step). Flushing them to zero changes no result that matters. The flag is
     # process-wide, so it is put back (to torch's default, off) when training returns.
     flush = ctx.device.type == "cpu" and torch.set_flush_denormal(True)
+    plan = CorePlan.for_run(cfg.data.num_workers)
+    threads = torch.get_num_threads()
+    plan.apply()
+    if ctx.is_main:
+        log.info("cpu: %s", plan.describe())
     try:
         return Trainer(cfg, ctx).fit()
     finally:
+        torch.set_num_threads(threads)  # process-wide, like the flag: put back for the caller
         if flush:
             torch.set_flush_denormal(False)
