@@ -16,6 +16,7 @@ import torch
 
 from vidistill.checkpoint import load_checkpoint
 from vidistill.config import build_config
+from vidistill.data.views import Normalise
 from vidistill.train import train
 
 # Small enough for seconds per run on 2 cores; the structure of the real presets.
@@ -196,7 +197,8 @@ def test_objectives_compute_their_own_losses_on_the_same_batch(videos, tmp_path)
     teacher = Teacher(student)
     losses = {}
     for objective in Objective:
-        globals_, locals_ = batch.globals, batch.locals
+        norm = Normalise(cfg.data.mean, cfg.data.std)
+        globals_, locals_ = norm(batch.globals), norm(batch.locals)
         if objective is Objective.DINO:  # two global views (frames t, t+Δ) and the locals of one
             globals_, locals_ = globals_[:, :2], locals_[:, :1]
         with torch.no_grad():

@@ -29,7 +29,7 @@ MAX_CLIP_RETRIES = 16
 
 @dataclass
 class ClipBatch:
-    """A batch of views, float32, normalised with the config's mean/std.
+    """A batch of views, uint8 RGB (the trainer normalises them on the device: ``views.Normalise``).
 
     * ``globals``: (B, G, 3, H, W). Method: G = K frames of the clip, shared geometry.
       DINO baselines: G = 2 global views of one frame (time-aug: of two frames Δ apart).

@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from vidistill.checkpoint import CHECKPOINT_NAME, atomic_save, build_state, load_checkpoint
 from vidistill.config import Config, Objective, config_from_dict
 from vidistill.data import build_dataloader
+from vidistill.data.views import Normalise
 from vidistill.errors import CheckpointError, TrainingError, VidistillError
 from vidistill.model import Student, Teacher, update_teacher
 from vidistill.model.backbone import contract_of
@@ -140,6 +141,7 @@ class Trainer:
                                    cfg.data.std, cfg.model.model_args)  # the one an export of this run carries
             pixels = probe_pixels(self.loader.dataset, cfg.adapt.drift_images, contract)
             self.drift = FeatureDriftProbe.at_init(self.teacher.backbone, pixels)
+        self.normalise = Normalise(cfg.data.mean, cfg.data.std, self.device)  # the batches are uint8
         self.amp_dtype = autocast_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step = 0  # optimiser steps done; the epoch and the position in it follow from it
@@ -278,8 +280,8 @@ class Trainer:
         set_hyperparameters(self.optimizer, sch.lr[step], sch.weight_decay[step], sch.backbone_lr_factor(step))
         tau_t = sch.teacher_temp[step]
         with phase("to device"):
-            globals_ = batch.globals.to(self.device, non_blocking=True)
-            locals_ = batch.locals.to(self.device, non_blocking=True)
+            globals_ = self.normalise(batch.globals.to(self.device, non_blocking=True))
+            locals_ = self.normalise(batch.locals.to(self.device, non_blocking=True))
 
         with phase("forward + losses"), torch.autocast(
             self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
