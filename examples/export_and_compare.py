@@ -27,8 +27,8 @@ def time_encode(encoder, images: np.ndarray, repeats: int = 5) -> float:
 
 def main(run: Path | None) -> None:
     if run is None:
-        from vidistill.checkpoint import write_random_init_checkpoint
         from vidistill.config import build_config
+        from vidistill.train.checkpoint import write_random_init_checkpoint
 
         run = Path(tempfile.mkdtemp()) / "random_init"
         write_random_init_checkpoint(build_config("cpu-tiny"), run)

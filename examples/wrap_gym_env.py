@@ -58,8 +58,8 @@ class ReachEnv(gym.Env):
 
 def demo_artefacts(workdir: Path) -> Path:
     """A random-init cpu-tiny run, exported (safetensors + ONNX) as `vidistill export` would."""
-    from vidistill.checkpoint import write_random_init_checkpoint
     from vidistill.config import build_config
+    from vidistill.train.checkpoint import write_random_init_checkpoint
 
     ckpt = write_random_init_checkpoint(build_config("cpu-tiny"), workdir / "run")
     try:

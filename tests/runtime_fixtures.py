@@ -28,8 +28,8 @@ def export_run(checkpoint: Path, output: Path, **options) -> Path:
 
 def build_artefacts(root: Path) -> dict[str, Path]:
     """{'run': run folder (checkpoint only), 'checkpoint': .pt, 'export': its export folder, 'onnx': .onnx}."""
-    from vidistill.checkpoint import write_random_init_checkpoint
     from vidistill.config import build_config
+    from vidistill.train.checkpoint import write_random_init_checkpoint
 
     ckpt = write_random_init_checkpoint(build_config("cpu-tiny"), root / "run")
     export = export_run(ckpt, root / "export")

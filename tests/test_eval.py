@@ -160,8 +160,8 @@ def tiny_dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def random_ckpt(tmp_path_factory):
-    from vidistill.checkpoint import write_random_init_checkpoint
     from vidistill.config import build_config
+    from vidistill.train.checkpoint import write_random_init_checkpoint
 
     return write_random_init_checkpoint(build_config("cpu-tiny"), tmp_path_factory.mktemp("run") / "run")
 

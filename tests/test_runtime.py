@@ -18,11 +18,11 @@ from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
 from runtime_fixtures import export_run
 
-from vidistill.checkpoint import load_teacher_backbone, write_random_init_checkpoint
 from vidistill.config import build_config
 from vidistill.contract import as_hw
 from vidistill.robot_adapters import FeatureObservationWrapper, VectorFeatureObservationWrapper, load_encoder
-from vidistill.runtime.torch_model import TokenEncoder
+from vidistill.runtime.torch_model import TokenEncoder, load_teacher_backbone
+from vidistill.train.checkpoint import write_random_init_checkpoint
 
 TINY = {"embed_dim": 64, "depth": 2, "num_heads": 2}
 FAMILIES = {

@@ -206,7 +206,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidistill.checkpoint import find_checkpoint
+    from vidistill.runtime.checkpoints import find_checkpoint
 
     target = args.encoder
     if target is None:

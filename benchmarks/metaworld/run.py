@@ -108,8 +108,8 @@ def ensure_encoder(slug: str, seed: int, args, times: dict) -> Path:
         timed(times, "export", time.perf_counter() - t0)
         return export
     if spec["kind"] == "random":
-        from vidistill.checkpoint import write_random_init_checkpoint
         from vidistill.config import build_config, parse_set
+        from vidistill.train.checkpoint import write_random_init_checkpoint
 
         cfg = build_config(args.preset, None, overrides=parse_set(args.set))
         source = write_random_init_checkpoint(cfg, folder / "checkpoint.pt", seed=seed)

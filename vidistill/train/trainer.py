@@ -20,7 +20,6 @@ import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from vidistill.checkpoint import CHECKPOINT_NAME, atomic_save, build_state, load_checkpoint
 from vidistill.config import Config, Objective, config_from_dict
 from vidistill.data import build_dataloader
 from vidistill.errors import CheckpointError, TrainingError, VidistillError
@@ -29,12 +28,15 @@ from vidistill.model.backbone import contract_of
 from vidistill.model.pretrained import load_init, prepare_model_config, saved_run_config
 from vidistill.objective import build_objective
 from vidistill.objective.gram import with_gram_anchor
+from vidistill.runtime.checkpoints import load_checkpoint
+from vidistill.runtime.names import CHECKPOINT_NAME
 from vidistill.train.adaptation import (
     FeatureDriftProbe,
     adaptation_param_groups,
     cancel_backbone_gradients,
     probe_pixels,
 )
+from vidistill.train.checkpoint import atomic_save, build_state
 from vidistill.train.distributed import (
     DistributedContext,
     broadcast_flag,
