@@ -192,7 +192,7 @@ def test_a_4_3_camera_frame_is_cropped_not_squashed(onnx_encoder):
 def test_every_resize_rule_is_the_same_on_host_and_device(torch_encoder, mode):
     import dataclasses
 
-    from vidistill.runtime.backend_torch import TorchEncoder
+    from vidistill.runtime.backends.torch import TorchEncoder
 
     enc = TorchEncoder(torch_encoder.model, dataclasses.replace(torch_encoder.contract, resize=mode), "cpu")
     frame = np.random.default_rng(2).integers(0, 256, (1, 120, 160, 3), dtype=np.uint8)

@@ -235,7 +235,7 @@ def test_eval_features_are_the_runtime_s_and_labels_cover_the_same_region(random
 
     from vidistill.eval.features import load_encoder, read_rgb, to_input_aspect
     from vidistill.eval.tasks import CACHE_DTYPE, _features
-    from vidistill.runtime.backend_torch import TorchEncoder
+    from vidistill.runtime.backends.torch import TorchEncoder
     from vidistill.runtime.preprocess import fit_box
 
     base = load_encoder(random_ckpt, backend="torch", device="cpu")

@@ -64,7 +64,7 @@ def _cli(argv: list[str], monkeypatch=None) -> int:
 
 
 def _tensorrt_ready() -> bool:
-    from vidistill.runtime.tensorrt import tensorrt_problem
+    from vidistill.runtime.backends.tensorrt import tensorrt_problem
 
     return tensorrt_problem() is None
 

@@ -18,7 +18,7 @@ from vidistill.export.errors import ExportError, MissingBackendError
 from vidistill.export.manifest import sha256_file
 from vidistill.export.parity import check_cosine
 from vidistill.export.pipeline import ExportOptions, export_checkpoint
-from vidistill.runtime.tensorrt import TensorRTEncoder, tensorrt_problem
+from vidistill.runtime.backends.tensorrt import TensorRTEncoder, tensorrt_problem
 from vidistill.runtime.torch_model import TokenEncoder, load_teacher_backbone
 from vidistill.train.checkpoint import write_random_init_checkpoint
 

@@ -389,7 +389,7 @@ def random_init_encoder(like: Encoder, seed: int) -> Encoder:
     """``like``'s architecture and contract, random weights (timm's init, seeded), torch backend."""
     import torch
 
-    from vidistill.runtime.backend_torch import TorchEncoder
+    from vidistill.runtime.backends.torch import TorchEncoder
     from vidistill.runtime.torch_model import TokenEncoder, build_timm_encoder
 
     with torch.random.fork_rng():
