@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vidistill.export.pipeline import ExportOptions, export_checkpoint
-from vidistill.robot_adapters import load_encoder
+from vidistill.runtime import load_encoder
 
 
 def time_encode(encoder, images: np.ndarray, repeats: int = 5) -> float:

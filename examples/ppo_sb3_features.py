@@ -25,7 +25,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from vidistill.robot_adapters import GridFeaturesExtractor, SB3FeatureVecEnvWrapper, load_encoder
+from vidistill.robot_adapters import GridFeaturesExtractor, SB3FeatureVecEnvWrapper
+from vidistill.runtime import load_encoder
 
 
 class SideEnv(gym.Env):

@@ -21,7 +21,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
 
-from vidistill.robot_adapters import FeatureObservationWrapper, VectorFeatureObservationWrapper, load_encoder
+from vidistill.robot_adapters import FeatureObservationWrapper, VectorFeatureObservationWrapper
+from vidistill.runtime import load_encoder
 
 
 class ReachEnv(gym.Env):

@@ -45,14 +45,14 @@ def artefacts(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def onnx_encoder(artefacts):
-    from vidistill.robot_adapters import load_encoder
+    from vidistill.runtime import load_encoder
 
     return load_encoder(artefacts["export"], backend="onnx", device="cpu")
 
 
 @pytest.fixture(scope="session")
 def torch_encoder(artefacts):
-    from vidistill.robot_adapters import load_encoder
+    from vidistill.runtime import load_encoder
 
     return load_encoder(artefacts["run"], backend="torch", device="cpu")
 

@@ -12,7 +12,7 @@ import torch
 from runtime_fixtures import random_images
 
 from vidistill.errors import CheckpointError
-from vidistill.robot_adapters import (
+from vidistill.runtime import (
     Features,
     MissingBackendError,
     choose_backend,
@@ -342,7 +342,8 @@ import sys
 sys.modules["torch"] = None  # any `import torch` now fails
 import numpy as np
 import gymnasium as gym
-from vidistill.robot_adapters import FeatureObservationWrapper, VectorFeatureObservationWrapper, load_encoder
+from vidistill.robot_adapters import FeatureObservationWrapper, VectorFeatureObservationWrapper
+from vidistill.runtime import load_encoder
 enc = load_encoder({str(artefacts["export"])!r})
 assert enc.backend == "onnx", enc
 f = enc.encode(np.zeros((2, 96, 96, 3), np.uint8))

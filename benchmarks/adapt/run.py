@@ -103,7 +103,7 @@ def ensure_base(args, scene_a: Path) -> Path:
 
 def hub_encoder(folder: Path, image_size: int, device: str):
     """A timm hub folder (config.json + model.safetensors) served by the runtime's torch backend."""
-    from vidistill.eval.features import load_encoder
+    from vidistill.runtime import load_encoder
 
     return load_encoder(folder, backend="torch", device=device, image_size=image_size or None, precision="fp32")
 
@@ -196,7 +196,7 @@ def weight_drift(ckpt: Path, base: Path) -> dict:
 
 
 def run_row(row: str, seed: int, args) -> dict:
-    from vidistill.eval.features import load_encoder
+    from vidistill.runtime import load_encoder
 
     slug = f"{SLUGS[row]}_s{seed}"
     path = args.output / "results" / f"{slug}.json"

@@ -162,7 +162,7 @@ def cached_features(export: Path, split: str, args, times: dict):
     path = args.output / "features" / f"{export.parent.name}_{split}.npy"
     if path.is_file():
         return np.load(path)
-    from vidistill.robot_adapters import load_encoder
+    from vidistill.runtime import load_encoder
 
     t0 = time.perf_counter()
     frames = args.splits[split]["frames"]

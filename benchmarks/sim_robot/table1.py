@@ -196,8 +196,8 @@ def train_config(preset: str, config_file: Path | None, videos: list[str], run_d
 
 def probe_run(encoder_path: Path, probe_dir: Path, iters: int, probe_size: int | None, label_size: int | None,
               seed: int, device: str, branch: str = "teacher") -> dict:
-    from vidistill.eval.features import load_encoder
     from vidistill.eval.tasks import ProbeSettings, depth_probe, segmentation_probe
+    from vidistill.runtime import load_encoder
 
     encoder = load_encoder(encoder_path, image_size=probe_size or None, device=device, branch=branch)
     settings = ProbeSettings(iters=iters, seed=seed, label_size=label_size or None)

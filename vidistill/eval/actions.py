@@ -402,7 +402,7 @@ def random_init_encoder(like: Encoder, seed: int) -> Encoder:
 def _load(spec: str | Path | Encoder, backend: str, device: str | None) -> Encoder:
     if isinstance(spec, Encoder):
         return spec
-    from vidistill.runtime.loader import load_encoder
+    from vidistill.runtime import load_encoder
 
     try:
         return load_encoder(spec, backend=backend, device=device, precision="fp32")
