@@ -119,9 +119,6 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = build_config_from_args(args)
     if args.print_config:
-        from vidistill.model.pretrained import prepare_model_config
-
-        prepare_model_config(cfg)  # show the architecture and crop sizes the run would get
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))  # noqa: T201 - CLI output
         return 0
     if not cfg.data.videos:
