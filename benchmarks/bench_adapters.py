@@ -67,9 +67,9 @@ class SquareEnv(gym.Env):
 
 def make_encoder(workdir: Path, backend: str = "onnx", device: str | None = "cpu"):
     """A random-init cpu-tiny checkpoint, exported, served by ``backend`` on ``device``."""
-    from vidistill.checkpoint import write_random_init_checkpoint
     from vidistill.config import build_config
-    from vidistill.robot_adapters import load_encoder
+    from vidistill.runtime import load_encoder
+    from vidistill.train.checkpoint import write_random_init_checkpoint
 
     ckpt = write_random_init_checkpoint(build_config("cpu-tiny"), workdir / "run")
     try:

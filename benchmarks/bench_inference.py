@@ -62,7 +62,7 @@ def _ort_runner(session, contract: EncoderContract) -> Callable[[np.ndarray], ob
 
 
 def _trt_runner(engine: Path, contract: EncoderContract) -> Callable[[np.ndarray], object]:
-    from vidistill.runtime.tensorrt import TensorRTEncoder
+    from vidistill.runtime.backends.tensorrt import TensorRTEncoder
 
     return TensorRTEncoder(engine, "cuda", contract=contract).run  # the runner a robot uses
 
@@ -149,7 +149,7 @@ def _backends(workdir: Path, threads: int | None, max_batch: int, explore: bool 
     if torch.cuda.is_available():
         import copy
 
-        from vidistill.runtime.backend_torch import TorchEncoder
+        from vidistill.runtime.backends.torch import TorchEncoder
 
         gpu: dict[str, Callable] = {"torch eager": _torch_runner(copy.deepcopy(eager), "cuda")}
         gpu["torch bf16 (runtime)"] = TorchEncoder(copy.deepcopy(encoder), contract, "cuda", precision="bf16").run
@@ -159,7 +159,7 @@ def _backends(workdir: Path, threads: int | None, max_batch: int, explore: bool 
             gpu["onnxruntime TensorRT EP"] = _ort_runner(
                 make_ort_session(onnx_path, "tensorrt", max_batch=max_batch), contract)
         from vidistill.export.tensorrt_engine import build_engine
-        from vidistill.runtime.tensorrt import tensorrt_problem
+        from vidistill.runtime.backends.tensorrt import tensorrt_problem
 
         if tensorrt_problem() is None:
             engine = workdir / "encoder.engine"

@@ -236,7 +236,7 @@ def measure_serving(smoke: bool, batches: tuple[int, ...], rounds: int) -> dict:
     """ViT-S/16 at 224 px (tiny at 32 px in the smoke) through TorchEncoder, eager and CUDA graphs."""
     import timm
 
-    from vidistill.runtime.backend_torch import TorchEncoder
+    from vidistill.runtime.backends.torch import TorchEncoder
     from vidistill.runtime.timm_vit import contract_of
     from vidistill.runtime.torch_model import rebuild_at_size
 

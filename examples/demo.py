@@ -79,7 +79,8 @@ def main() -> None:
     result = export_checkpoint(ExportOptions(source=run_dir, output=run_dir / "export"))
 
     print("[3/5] stepping a gymnasium env through FeatureObservationWrapper (ONNX Runtime)")
-    from vidistill.robot_adapters import FeatureObservationWrapper, load_encoder
+    from vidistill.robot_adapters import FeatureObservationWrapper
+    from vidistill.runtime import load_encoder
 
     encoder = load_encoder(result.output, backend="onnx")
     env = FeatureObservationWrapper(RobotLogReplayEnv(EPISODE_VIDEO), encoder, output="grid")

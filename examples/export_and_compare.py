@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vidistill.export.pipeline import ExportOptions, export_checkpoint
-from vidistill.robot_adapters import load_encoder
+from vidistill.runtime import load_encoder
 
 
 def time_encode(encoder, images: np.ndarray, repeats: int = 5) -> float:
@@ -27,8 +27,8 @@ def time_encode(encoder, images: np.ndarray, repeats: int = 5) -> float:
 
 def main(run: Path | None) -> None:
     if run is None:
-        from vidistill.checkpoint import write_random_init_checkpoint
         from vidistill.config import build_config
+        from vidistill.train.checkpoint import write_random_init_checkpoint
 
         run = Path(tempfile.mkdtemp()) / "random_init"
         write_random_init_checkpoint(build_config("cpu-tiny"), run)

@@ -25,7 +25,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from vidistill.robot_adapters import GridFeaturesExtractor, SB3FeatureVecEnvWrapper, load_encoder
+from vidistill.robot_adapters import GridFeaturesExtractor, SB3FeatureVecEnvWrapper
+from vidistill.runtime import load_encoder
 
 
 class SideEnv(gym.Env):
@@ -57,8 +58,8 @@ class SideEnv(gym.Env):
 
 def demo_artefacts(workdir: Path) -> Path:
     """A random-init cpu-tiny run, exported (safetensors + ONNX) as `vidistill export` would."""
-    from vidistill.checkpoint import write_random_init_checkpoint
     from vidistill.config import build_config
+    from vidistill.train.checkpoint import write_random_init_checkpoint
 
     ckpt = write_random_init_checkpoint(build_config("cpu-tiny"), workdir / "run")
     try:

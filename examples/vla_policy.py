@@ -49,8 +49,8 @@ class ToyVLAPolicy(nn.Module):
 
 
 def demo_checkpoint(workdir: Path) -> Path:
-    from vidistill.checkpoint import write_random_init_checkpoint
     from vidistill.config import build_config
+    from vidistill.train.checkpoint import write_random_init_checkpoint
 
     return write_random_init_checkpoint(build_config("cpu-tiny"), workdir / "run").parent
 

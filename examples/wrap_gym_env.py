@@ -21,7 +21,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
 
-from vidistill.robot_adapters import FeatureObservationWrapper, VectorFeatureObservationWrapper, load_encoder
+from vidistill.robot_adapters import FeatureObservationWrapper, VectorFeatureObservationWrapper
+from vidistill.runtime import load_encoder
 
 
 class ReachEnv(gym.Env):
@@ -58,8 +59,8 @@ class ReachEnv(gym.Env):
 
 def demo_artefacts(workdir: Path) -> Path:
     """A random-init cpu-tiny run, exported (safetensors + ONNX) as `vidistill export` would."""
-    from vidistill.checkpoint import write_random_init_checkpoint
     from vidistill.config import build_config
+    from vidistill.train.checkpoint import write_random_init_checkpoint
 
     ckpt = write_random_init_checkpoint(build_config("cpu-tiny"), workdir / "run")
     try:

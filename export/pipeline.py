@@ -20,8 +20,8 @@ from typing import Any
 
 from vidistill.contract import CONTRACT_VERSION, RESIZE_MODES, EncoderContract, as_hw
 from vidistill.errors import VidistillError
-from vidistill.runtime.backend_onnx import OnnxEncoder
-from vidistill.runtime.backend_torch import TorchEncoder
+from vidistill.runtime.backends.onnx import OnnxEncoder
+from vidistill.runtime.backends.torch import TorchEncoder
 from vidistill.runtime.checkpoints import backbone_state
 from vidistill.runtime.torch_model import (
     TokenEncoder,
@@ -141,7 +141,7 @@ def export_checkpoint(opts: ExportOptions) -> ExportResult:
     want_onnx = opts.onnx or opts.trt
     trt_problem = None
     if opts.trt:
-        from vidistill.runtime.tensorrt import tensorrt_problem
+        from vidistill.runtime.backends.tensorrt import tensorrt_problem
 
         trt_problem = tensorrt_problem()
         if trt_problem:
@@ -190,7 +190,7 @@ def export_checkpoint(opts: ExportOptions) -> ExportResult:
             written = ", ".join(names + [MANIFEST_NAME])
             try:
                 if trt_problem:
-                    from vidistill.runtime.tensorrt import INSTALL_TRT
+                    from vidistill.runtime.backends.tensorrt import INSTALL_TRT
 
                     raise MissingBackendError(f"--trt: {trt_problem}: {INSTALL_TRT}")
                 files.append(_export_engine(opts, output, stage, reference, contract, manifest))
@@ -213,7 +213,7 @@ def _export_engine(
     opts: ExportOptions, output: Path, stage: Staging, reference: TokenEncoder,
     contract: EncoderContract, manifest: dict[str, Any],
 ) -> Path:
-    from vidistill.runtime.tensorrt import TensorRTEncoder
+    from vidistill.runtime.backends.tensorrt import TensorRTEncoder
 
     from .tensorrt_engine import build_engine
 

@@ -5,7 +5,7 @@ default, LayerNormalization layers pinned to fp32 against the known ViT fp16 ove
 OnnxParser.parse_from_file → builder config (workspace pool limit, one optimisation profile
 batch 1 / max/2 / max for ``pixels``, a timing cache loaded from and saved back to
 ``~/.cache/vidistill/trt_timing.cache``) → build_serialized_network → bytes on disk.
-Running and verifying it is the runtime's :class:`~vidistill.runtime.tensorrt.TensorRTEncoder`
+Running and verifying it is the runtime's :class:`~vidistill.runtime.backends.tensorrt.TensorRTEncoder`
 (the runner a robot uses), driven by :func:`~vidistill.export.parity.check_cosine`.
 
 Engines and timing caches are specific to the GPU model and the TensorRT version.
@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from vidistill.contract import EncoderContract
+from vidistill.runtime.backends.tensorrt import import_tensorrt
 from vidistill.runtime.ort import cache_dir
-from vidistill.runtime.tensorrt import import_tensorrt
 
 from .defaults import PRECISIONS
 from .errors import ExportError, MissingBackendError

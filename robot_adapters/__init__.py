@@ -1,12 +1,13 @@
 """Serve a trained encoder to robot code: gymnasium (single and vector) wrappers,
-Stable-Baselines3 glue and a VLA vision tower, on top of :mod:`vidistill.runtime` (which loads
-and runs the artefacts; ``load_encoder``, ``Encoder``, ``Features`` are re-exported from it).
+Stable-Baselines3 glue and a VLA vision tower, on top of :mod:`vidistill.runtime`, which loads
+and runs the artefacts (``load_encoder``, ``Encoder``, ``Features`` are imported from there).
 
 Everything is imported lazily: ``import vidistill.robot_adapters`` costs nothing, and torch is
 only imported by what needs it (the torch backend, ``VisionTower``, the SB3 module), so a robot
 running an ONNX or TensorRT artefact does not need torch. Nothing here imports training code.
 
-    from vidistill.robot_adapters import load_encoder, FeatureObservationWrapper
+    from vidistill.runtime import load_encoder
+    from vidistill.robot_adapters import FeatureObservationWrapper
     encoder = load_encoder("runs/my_run/export")          # TensorRT > ORT CUDA > ORT CPU > torch
     feats = encoder.encode(frames_uint8_hwc)               # Features: cls (N, D), patch_tokens (N, P, D)
     env = FeatureObservationWrapper(env, encoder, output="grid")
@@ -17,15 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_RUNTIME = "vidistill.runtime"
 _EXPORTS = {
-    "load_encoder": f"{_RUNTIME}.loader",
-    "choose_backend": f"{_RUNTIME}.loader",
-    "Encoder": f"{_RUNTIME}.encoder",
-    "Features": f"{_RUNTIME}.features",
-    "tokens_to_grid": f"{_RUNTIME}.features",
-    "grid_to_tokens": f"{_RUNTIME}.features",
-    "MissingBackendError": f"{_RUNTIME}.errors",
     "FeatureObservationWrapper": "gym_wrapper",
     "VectorFeatureObservationWrapper": "vector_wrapper",
     "SB3FeatureVecEnvWrapper": "sb3",
@@ -40,8 +33,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    full = module if module.startswith(_RUNTIME) else f"{__name__}.{module}"
-    value = getattr(importlib.import_module(full), name)
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value
 

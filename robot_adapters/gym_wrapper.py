@@ -20,7 +20,7 @@ def resolve_encoder(encoder: Encoder | str | Path) -> Encoder:
     if isinstance(encoder, Encoder) or all(hasattr(encoder, a) for a in ("encode", "embed_dim", "grid_size")):
         return encoder  # an Encoder, or a duck-typed one (a cache, a spy, a remote client)
     if isinstance(encoder, (str, Path)):
-        from vidistill.runtime.loader import load_encoder
+        from vidistill.runtime import load_encoder
 
         return load_encoder(encoder)
     raise TypeError(f"encoder must be an Encoder or a path to an artefact, got {type(encoder).__name__}")

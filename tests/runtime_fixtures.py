@@ -28,8 +28,8 @@ def export_run(checkpoint: Path, output: Path, **options) -> Path:
 
 def build_artefacts(root: Path) -> dict[str, Path]:
     """{'run': run folder (checkpoint only), 'checkpoint': .pt, 'export': its export folder, 'onnx': .onnx}."""
-    from vidistill.checkpoint import write_random_init_checkpoint
     from vidistill.config import build_config
+    from vidistill.train.checkpoint import write_random_init_checkpoint
 
     ckpt = write_random_init_checkpoint(build_config("cpu-tiny"), root / "run")
     export = export_run(ckpt, root / "export")
@@ -45,14 +45,14 @@ def artefacts(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def onnx_encoder(artefacts):
-    from vidistill.robot_adapters import load_encoder
+    from vidistill.runtime import load_encoder
 
     return load_encoder(artefacts["export"], backend="onnx", device="cpu")
 
 
 @pytest.fixture(scope="session")
 def torch_encoder(artefacts):
-    from vidistill.robot_adapters import load_encoder
+    from vidistill.runtime import load_encoder
 
     return load_encoder(artefacts["run"], backend="torch", device="cpu")
 

@@ -12,7 +12,7 @@ import torch
 from runtime_fixtures import random_images
 
 from vidistill.errors import CheckpointError
-from vidistill.robot_adapters import (
+from vidistill.runtime import (
     Features,
     MissingBackendError,
     choose_backend,
@@ -192,7 +192,7 @@ def test_a_4_3_camera_frame_is_cropped_not_squashed(onnx_encoder):
 def test_every_resize_rule_is_the_same_on_host_and_device(torch_encoder, mode):
     import dataclasses
 
-    from vidistill.runtime.backend_torch import TorchEncoder
+    from vidistill.runtime.backends.torch import TorchEncoder
 
     enc = TorchEncoder(torch_encoder.model, dataclasses.replace(torch_encoder.contract, resize=mode), "cpu")
     frame = np.random.default_rng(2).integers(0, 256, (1, 120, 160, 3), dtype=np.uint8)
@@ -342,7 +342,8 @@ import sys
 sys.modules["torch"] = None  # any `import torch` now fails
 import numpy as np
 import gymnasium as gym
-from vidistill.robot_adapters import FeatureObservationWrapper, VectorFeatureObservationWrapper, load_encoder
+from vidistill.robot_adapters import FeatureObservationWrapper, VectorFeatureObservationWrapper
+from vidistill.runtime import load_encoder
 enc = load_encoder({str(artefacts["export"])!r})
 assert enc.backend == "onnx", enc
 f = enc.encode(np.zeros((2, 96, 96, 3), np.uint8))

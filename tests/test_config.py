@@ -27,6 +27,19 @@ def cli_config(*argv: str) -> Config:
     return build_config_from_args(build_parser("train").parse_args(["train", *argv]))
 
 
+@pytest.fixture(scope="module")
+def tiny_init(tmp_path_factory) -> str:
+    """A pretrained encoder as timm's save_for_hf writes it (tiny, random weights): --init reads it."""
+    import timm
+    from timm.models._hub import save_for_hf
+
+    folder = tmp_path_factory.mktemp("init") / "vit"
+    args = {"embed_dim": 64, "depth": 2, "num_heads": 2}
+    save_for_hf(timm.create_model("vit_tiny_patch16_224", num_classes=0, **args), str(folder), model_args=args,
+                safe_serialization=True)
+    return str(folder)
+
+
 def test_each_layer_overrides_the_one_before(tmp_path):
     preset = load_yaml(PRESET_DIR / "cpu-tiny.yaml")
     assert preset["optim"]["batch_size"] != field_default("optim.batch_size")
@@ -65,7 +78,7 @@ def test_readme_flags_map_to_their_fields(tmp_path):
     assert cli_config("--preset", "cpu-tiny", "--pre-crop").data.pre_crop is True
 
 
-def test_every_field_is_settable_with_set_and_round_trips():
+def test_every_field_is_settable_with_set_and_round_trips(tiny_init):
     """New fields (other slices' too) get --set without any CLI code; values survive YAML."""
     for key, f in config_fields():
         if key in ("objective", "preset"):
@@ -81,8 +94,9 @@ def test_every_field_is_settable_with_set_and_round_trips():
         got = cfg.get(key)
         assert got == value or (isinstance(value, list) and not value and got == []), key
         assert f.metadata.get("help"), f"{key}: give it option(..., help=...)"
-    cfg = cli_config("--preset", "cpu-tiny", "--set", "model.model_args={reg_tokens: 4}", "--set", "model.init=x")
-    assert cfg.model.model_args == {"reg_tokens": 4} and cfg.model.init == "x"
+    cfg = cli_config("--preset", "cpu-tiny", "--set", "model.model_args={reg_tokens: 4}", "--set", f"model.init={tiny_init}")
+    assert {"embed_dim": 64, "depth": 2, "reg_tokens": 4}.items() <= cfg.model.model_args.items()  # the init's + mine
+    assert cfg.model.init == tiny_init and cfg.model.arch == "vit_tiny_patch16_224"
 
 
 def test_print_config_is_the_resolved_config_and_loads_back(capsys):
@@ -136,7 +150,7 @@ def test_train_image_size_is_the_old_spelling_of_global_size_with_a_warning(capl
         cli_config("--preset", "cpu-tiny", "--image-size", "80", "--global-size", "96")
 
 
-def test_init_without_cuda_defaults_to_the_cpu_sized_adapt_recipe(caplog):
+def test_init_without_cuda_defaults_to_the_cpu_sized_adapt_recipe(caplog, tiny_init):
     """`vidistill train --init ...` on this CPU machine: the adapt recipe (head warm-up, layer
     decay, its temperatures) at the adaptation benchmark's CPU sizes, said in the log; a flag
     the user gives still wins."""
@@ -146,7 +160,7 @@ def test_init_without_cuda_defaults_to_the_cpu_sized_adapt_recipe(caplog):
 
     assert not torch.cuda.is_available()  # the CPU machines this suite runs on
     with caplog.at_level(logging.INFO, logger="vidistill.config"):
-        cfg = cli_config("--init", "some/folder")
+        cfg = cli_config("--init", tiny_init)
     adapt = build_config("adapt")
     assert cfg.preset == "adapt-cpu"
     assert "preset adapt-cpu" in caplog.text and "without CUDA" in caplog.text
@@ -155,7 +169,7 @@ def test_init_without_cuda_defaults_to_the_cpu_sized_adapt_recipe(caplog):
     for key in ("adapt.head_warmup_fraction", "adapt.layer_decay", "adapt.backbone_lr_scale", "optim.base_lr",
                 "optim.teacher_temp", "optim.momentum_teacher", "optim.scale_lr"):
         assert cfg.get(key) == adapt.get(key), key  # the recipe has one source: presets/adapt.yaml
-    more = cli_config("--init", "some/folder", "--batch-size", "32", "--global-size", "224")
+    more = cli_config("--init", tiny_init, "--batch-size", "32", "--global-size", "224")
     assert (more.preset, more.optim.batch_size, more.data.global_size) == ("adapt-cpu", 32, 224)
     assert cli_config("--video", "x.mp4").preset == "cpu-tiny"  # no --init: unchanged
 

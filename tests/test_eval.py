@@ -160,8 +160,8 @@ def tiny_dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def random_ckpt(tmp_path_factory):
-    from vidistill.checkpoint import write_random_init_checkpoint
     from vidistill.config import build_config
+    from vidistill.train.checkpoint import write_random_init_checkpoint
 
     return write_random_init_checkpoint(build_config("cpu-tiny"), tmp_path_factory.mktemp("run") / "run")
 
@@ -210,7 +210,7 @@ def test_cli_depth_and_probe_resolution(tiny_dataset, random_ckpt, tmp_path, cap
 def test_export_folder_gives_the_checkpoint_features(random_ckpt, tmp_path):
     from runtime_fixtures import export_run
 
-    from vidistill.eval.features import load_encoder
+    from vidistill.runtime import load_encoder
 
     export = export_run(random_ckpt, tmp_path / "export")
     a = load_encoder(random_ckpt, backend="torch", device="cpu")
@@ -233,9 +233,10 @@ def test_eval_features_are_the_runtime_s_and_labels_cover_the_same_region(random
     runtime.preprocess), and a label map of that image lands where the rule places the image."""
     import dataclasses
 
-    from vidistill.eval.features import load_encoder, read_rgb, to_input_aspect
+    from vidistill.eval.features import read_rgb, to_input_aspect
     from vidistill.eval.tasks import CACHE_DTYPE, _features
-    from vidistill.runtime.backend_torch import TorchEncoder
+    from vidistill.runtime import load_encoder
+    from vidistill.runtime.backends.torch import TorchEncoder
     from vidistill.runtime.preprocess import fit_box
 
     base = load_encoder(random_ckpt, backend="torch", device="cpu")
@@ -280,7 +281,7 @@ def test_export_folder_with_wrong_weights_is_a_clear_error(random_ckpt, tmp_path
     from runtime_fixtures import export_run
     from safetensors.torch import save_file
 
-    from vidistill.eval.features import load_encoder
+    from vidistill.runtime import load_encoder
 
     export_run(random_ckpt, tmp_path / "export", onnx=False)
     save_file({"foo": torch.zeros(2)}, str(tmp_path / "export" / "encoder.safetensors"))

@@ -21,7 +21,6 @@ import torch
 from onnx import TensorProto, helper
 
 from vidistill import cli
-from vidistill.checkpoint import load_teacher_backbone, write_random_init_checkpoint
 from vidistill.config import build_config
 from vidistill.contract import CONTRACT_VERSION, EncoderContract
 from vidistill.errors import CheckpointError, VidistillError
@@ -32,7 +31,8 @@ from vidistill.export.manifest import sha256_file
 from vidistill.export.pipeline import ExportOptions, export_checkpoint
 from vidistill.runtime.checkpoints import backbone_state
 from vidistill.runtime.ort import make_ort_session, ort_providers, parse_device, read_contract
-from vidistill.runtime.torch_model import TokenEncoder, rebuild_at_size
+from vidistill.runtime.torch_model import TokenEncoder, load_teacher_backbone, rebuild_at_size
+from vidistill.train.checkpoint import write_random_init_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -64,7 +64,7 @@ def _cli(argv: list[str], monkeypatch=None) -> int:
 
 
 def _tensorrt_ready() -> bool:
-    from vidistill.runtime.tensorrt import tensorrt_problem
+    from vidistill.runtime.backends.tensorrt import tensorrt_problem
 
     return tensorrt_problem() is None
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from vidistill.checkpoint import load_teacher_backbone, write_random_init_checkpoint
 from vidistill.config import build_config
 from vidistill.contract import EncoderContract
 from vidistill.export import tensorrt_engine
@@ -19,8 +18,9 @@ from vidistill.export.errors import ExportError, MissingBackendError
 from vidistill.export.manifest import sha256_file
 from vidistill.export.parity import check_cosine
 from vidistill.export.pipeline import ExportOptions, export_checkpoint
-from vidistill.runtime.tensorrt import TensorRTEncoder, tensorrt_problem
-from vidistill.runtime.torch_model import TokenEncoder
+from vidistill.runtime.backends.tensorrt import TensorRTEncoder, tensorrt_problem
+from vidistill.runtime.torch_model import TokenEncoder, load_teacher_backbone
+from vidistill.train.checkpoint import write_random_init_checkpoint
 
 CONTRACT = EncoderContract("vit_tiny_patch16_224", 96, 16, 192)
 

@@ -24,7 +24,6 @@ from timm.models._hub import save_for_hf
 from vidistill.cli import main
 from vidistill.config import build_config, config_from_dict
 from vidistill.data import build_dataset
-from vidistill.model.pretrained import prepare_model_config
 from vidistill.runtime import load_encoder
 from vidistill.train.adaptation import FeatureDriftProbe, centred_cosine, linear_cka
 from vidistill.train.distributed import DistributedContext
@@ -128,15 +127,30 @@ def test_vit_family_trains_and_resumes_from_its_checkpoint_not_the_init(
 
 
 def test_crop_sizes_snap_to_the_init_patch_size_and_the_log_says_so(video_file, inits, caplog):
-    cfg = build_config("cpu-tiny", overrides={"data.videos": [str(video_file)], "model.init": str(inits["dinov2_reg4"])})
     with caplog.at_level("INFO"):
-        prepare_model_config(cfg)
+        cfg = build_config("cpu-tiny", overrides={"data.videos": [str(video_file)], "model.init": str(inits["dinov2_reg4"])})
     assert (cfg.data.global_size, cfg.data.local_size) == (98, 42)  # cpu-tiny's 96/48 at patch 14
     assert "snapped to 98/42" in caplog.text
     # A size the user chose is not changed behind their back.
-    cfg = build_config("cpu-tiny", overrides={"model.init": str(inits["dinov2_reg4"]), "data.global_size": 100})
     with pytest.raises(Exception, match="not a multiple of the patch size 14.*98 or 112"):
-        prepare_model_config(cfg)
+        build_config("cpu-tiny", overrides={"model.init": str(inits["dinov2_reg4"]), "data.global_size": 100})
+
+
+def test_rerunning_an_init_run_resumes_it_at_its_snapped_crop_sizes(video_file, tmp_path):
+    """The same command again resumes the run: its config is the run's (the init is not read, it may
+    be gone), with the crop sizes snapped as when it started, so the resume check passes."""
+    from vidistill.train.checkpoint import write_random_init_checkpoint
+
+    init = save_tiny(tmp_path / "init", "vit_small_patch14_reg4_dinov2", 56)
+    over = {"data.videos": [str(video_file)], "model.init": str(init), "train.output": str(tmp_path / "run")}
+    first = build_config("cpu-tiny", overrides=over)
+    assert (first.data.global_size, first.data.local_size) == (98, 42)
+    write_random_init_checkpoint(first, tmp_path / "run")
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(first.to_dict(), sort_keys=False))
+    for f in init.iterdir():
+        f.unlink()
+    again = build_config("cpu-tiny", overrides=over)
+    assert again.to_dict() == first.to_dict()
 
 
 def test_init_from_a_vidistill_run_its_export_and_a_single_safetensors(video_file, inits, tmp_path):

@@ -18,11 +18,12 @@ from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
 from runtime_fixtures import export_run
 
-from vidistill.checkpoint import load_teacher_backbone, write_random_init_checkpoint
 from vidistill.config import build_config
 from vidistill.contract import as_hw
-from vidistill.robot_adapters import FeatureObservationWrapper, VectorFeatureObservationWrapper, load_encoder
-from vidistill.runtime.torch_model import TokenEncoder
+from vidistill.robot_adapters import FeatureObservationWrapper, VectorFeatureObservationWrapper
+from vidistill.runtime import load_encoder
+from vidistill.runtime.torch_model import TokenEncoder, load_teacher_backbone
+from vidistill.train.checkpoint import write_random_init_checkpoint
 
 TINY = {"embed_dim": 64, "depth": 2, "num_heads": 2}
 FAMILIES = {
@@ -237,7 +238,8 @@ def test_serving_a_run_folder_imports_no_training_code(non_square_export):
     code = textwrap.dedent(f"""
         import sys
         import numpy as np
-        from vidistill.robot_adapters import FeatureObservationWrapper, VisionTower, load_encoder
+        from vidistill.robot_adapters import FeatureObservationWrapper, VisionTower
+        from vidistill.runtime import load_encoder
         enc = load_encoder({str(ckpt.parent)!r}, device="cpu")
         assert enc.backend == "torch", enc
         assert enc.encode(np.zeros((1, 96, 96, 3), np.uint8)).grid().shape == (1, 192, 6, 6)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from vidistill.checkpoint import load_checkpoint
 from vidistill.config import build_config
 from vidistill.data.views import Normalise
+from vidistill.runtime.checkpoints import load_checkpoint
 from vidistill.train import train
 
 # Small enough for seconds per run on 2 cores; the structure of the real presets.

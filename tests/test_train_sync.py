@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from vidistill.checkpoint import load_checkpoint
 from vidistill.config import build_config
 from vidistill.errors import TrainingError
+from vidistill.runtime.checkpoints import load_checkpoint
 from vidistill.train.trainer import train
 
 TINY = {"data.frame_stride": 8, "optim.batch_size": 2, "data.global_size": 32, "data.local_size": 16,

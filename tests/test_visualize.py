@@ -49,8 +49,8 @@ def test_feature_picture_keeps_a_non_square_exports_aspect(tmp_path, video_file)
     feature map alike, not squashed into squares."""
     from runtime_fixtures import export_run
 
-    from vidistill.checkpoint import write_random_init_checkpoint
     from vidistill.config import build_config
+    from vidistill.train.checkpoint import write_random_init_checkpoint
 
     ckpt = write_random_init_checkpoint(build_config("cpu-tiny"), tmp_path / "run")
     export = export_run(ckpt, tmp_path / "export", image_size=(64, 96), onnx=False)

@@ -4,7 +4,7 @@ The dataclass defaults are the paper's run (ViT-S/16 at 224 px, docs/METHOD.md).
 small YAML overlay in ``vidistill/presets/``; a ``--config file.yaml`` overlays that; CLI flags
 and ``--set`` overlay that (``build_config`` records which keys the user set); what an ``--init``
 implies (its architecture, normalisation, the crop sizes its patch allows) comes last
-(:func:`apply_init`), and nothing later rewrites the config. The resolved config is saved with
+(:func:`settle_model`, which ``build_config`` calls), and nothing later rewrites the config. The resolved config is saved with
 every run and checkpoint.
 """
 
@@ -30,7 +30,8 @@ PRESET_MACHINE = {
     "adapt": "--init with CUDA",
     "adapt-cpu": "--init without CUDA: CPU sizes, ViT at 96 px crops, batch 8, out_dim 4096",
     "gpu": "CUDA",
-    "cpu-tiny": "no CUDA: ViT-Ti/16 at 96 px, batch 8",
+    "cpu-tiny": "no CUDA: ViT-Ti/16 at 96 px, batch 8, from random weights, which at CPU scale does not beat "
+    "random init on a robot log (benchmarks/training_signals.md); --init an encoder you trust adapts it instead",
 }
 
 log = logging.getLogger(__name__)
@@ -444,7 +445,8 @@ def build_config(
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> Config:
-    """Resolve defaults < preset < config file < overrides (dotted keys)."""
+    """Resolve defaults < preset < config file < overrides (dotted keys) < what the init implies
+    (:func:`settle_model`): the config every later module only reads."""
     cfg = Config()
     if not preset:
         preset = auto_preset(str((overrides or {}).get("model.init", "")))
@@ -461,7 +463,9 @@ def build_config(
         apply_overrides(cfg, overrides, where="command line")
         user_keys |= dotted_keys(overrides)
     cfg.user_keys = frozenset(user_keys)
-    return cfg.validate()
+    cfg.validate()
+    settle_model(cfg)
+    return cfg
 
 
 def dotted_keys(overrides: dict[str, Any], prefix: str = "") -> set[str]:
@@ -481,6 +485,58 @@ def _section_type(key: str) -> Any:
         return field_type(key)
     except (KeyError, AttributeError, TypeError):
         return None
+
+
+def default_output(cfg: Config) -> Path:
+    """runs/<first video's name>-<preset>[-<objective>]: deterministic, so rerunning the same
+    command resumes the same run instead of starting a new one."""
+    stem = Path(cfg.data.videos[0]).resolve().name if cfg.data.videos else "run"
+    name = f"{stem}-{cfg.preset or 'custom'}"
+    if cfg.objective is not Objective.METHOD:
+        name += f"-{cfg.objective.value.replace('+', '-')}"
+    return Path("runs") / name
+
+
+def saved_run_config(run_dir: Path) -> Config | None:
+    """The config of the run in ``run_dir`` if it has a checkpoint to resume from."""
+    from vidistill.runtime.names import CHECKPOINT_NAME
+
+    path = Path(run_dir) / "config.yaml"
+    if not (Path(run_dir) / CHECKPOINT_NAME).is_file() or not path.is_file():
+        return None
+    return config_from_dict(yaml.safe_load(path.read_text()) or {})
+
+
+def settle_model(cfg: Config) -> None:
+    """The last layer: the run's architecture, normalisation and crop sizes, settled before
+    anything is built (the trainer, the checkpoint and ``--print-config`` read them from here).
+
+    With an ``--init``, the architecture (timm name + ``model_args``) and the normalisation the
+    weights were trained with come from it (:func:`apply_init`). Resuming a run that started from
+    the same init, they come from the run's saved config: the init is not read at all (it may be
+    gone; the weights come from the checkpoint). Crop sizes are fitted to the patch size
+    (:func:`fit_crop_sizes`), a resumed run's too (it was snapped the same way when it started).
+    """
+    # Reading an init needs timm and the runtime's readers; the resolver imports no config.
+    from vidistill.model.pretrained import InitError, resolve_init, vit_architecture
+
+    saved = saved_run_config(Path(cfg.train.output or default_output(cfg)))
+    if cfg.model.init and saved is not None and saved.model.init == cfg.model.init:
+        cfg.model.arch, cfg.model.model_args = saved.model.arch, dict(saved.model.model_args)
+        cfg.data.mean, cfg.data.std = saved.data.mean, saved.data.std
+    elif cfg.model.init:
+        user_arch = cfg.model.arch if "model.arch" in cfg.user_keys else ""
+        user_args = cfg.model.model_args if "model.model_args" in cfg.user_keys else {}
+        init = resolve_init(cfg.model.init, user_arch, user_args)
+        if init.kind != "safetensors" and user_arch not in ("", init.arch):
+            raise InitError(
+                f"--arch {cfg.model.arch} conflicts with the architecture of --init {cfg.model.init} "
+                f"({init.arch}); the init decides it, drop --arch"
+            )
+        log.info("--init %s: %s", cfg.model.init, init.describe())
+        apply_init(cfg, init.arch, init.model_args, init.patch_size, init.mean, init.std)
+        return
+    fit_crop_sizes(cfg, vit_architecture(f"--arch {cfg.model.arch}", cfg.model.arch, cfg.model.model_args)[0])
 
 
 def apply_init(

@@ -60,7 +60,8 @@ def sample_frames(video: str, count: int) -> list[np.ndarray]:
 
 def feature_picture(encoder_path: str, video: str, output: Path, frames: int = 8, tile: int = 224,
                     image_size: int | str | None = None, device: str = "auto") -> Path:
-    from vidistill.eval.features import load_encoder, to_input_aspect
+    from vidistill.eval.features import to_input_aspect
+    from vidistill.runtime import load_encoder
 
     enc = load_encoder(encoder_path, image_size=image_size, device=device)
     frames_rgb = sample_frames(video, frames)
@@ -206,7 +207,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidistill.checkpoint import find_checkpoint
+    from vidistill.runtime.checkpoints import find_checkpoint
 
     target = args.encoder
     if target is None:

@@ -103,7 +103,7 @@ def ensure_base(args, scene_a: Path) -> Path:
 
 def hub_encoder(folder: Path, image_size: int, device: str):
     """A timm hub folder (config.json + model.safetensors) served by the runtime's torch backend."""
-    from vidistill.eval.features import load_encoder
+    from vidistill.runtime import load_encoder
 
     return load_encoder(folder, backend="torch", device=device, image_size=image_size or None, precision="fp32")
 
@@ -179,7 +179,7 @@ def weight_drift(ckpt: Path, base: Path) -> dict:
     """||w - w_base|| / ||w_base|| over the backbone, per branch: how far adaptation moved it."""
     from safetensors.torch import load_file
 
-    from vidistill.checkpoint import load_checkpoint
+    from vidistill.runtime.checkpoints import load_checkpoint
 
     ref = load_file(str(base / "model.safetensors"))
     state = load_checkpoint(ckpt)
@@ -196,7 +196,7 @@ def weight_drift(ckpt: Path, base: Path) -> dict:
 
 
 def run_row(row: str, seed: int, args) -> dict:
-    from vidistill.eval.features import load_encoder
+    from vidistill.runtime import load_encoder
 
     slug = f"{SLUGS[row]}_s{seed}"
     path = args.output / "results" / f"{slug}.json"
@@ -213,8 +213,8 @@ def run_row(row: str, seed: int, args) -> dict:
     result: dict = {"row": row, "seed": seed}
     t0 = time.perf_counter()
     if spec["kind"] == "random":
-        from vidistill.checkpoint import write_random_init_checkpoint
         from vidistill.config import build_config, parse_set
+        from vidistill.train.checkpoint import write_random_init_checkpoint
 
         ckpt = args.output / "runs" / slug / "checkpoint.pt"
         if not ckpt.is_file():

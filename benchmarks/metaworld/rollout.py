@@ -24,7 +24,8 @@ def rollout_job(job: dict) -> dict:
     from bc import BCPolicy
     from mw_env import make_env, success
 
-    from vidistill.robot_adapters import FeatureObservationWrapper, load_encoder
+    from vidistill.robot_adapters import FeatureObservationWrapper
+    from vidistill.runtime import load_encoder
 
     t0 = time.perf_counter()
     policy = BCPolicy.from_state(torch.load(job["policy"], weights_only=False))

@@ -108,8 +108,8 @@ def ensure_encoder(slug: str, seed: int, args, times: dict) -> Path:
         timed(times, "export", time.perf_counter() - t0)
         return export
     if spec["kind"] == "random":
-        from vidistill.checkpoint import write_random_init_checkpoint
         from vidistill.config import build_config, parse_set
+        from vidistill.train.checkpoint import write_random_init_checkpoint
 
         cfg = build_config(args.preset, None, overrides=parse_set(args.set))
         source = write_random_init_checkpoint(cfg, folder / "checkpoint.pt", seed=seed)
@@ -162,7 +162,7 @@ def cached_features(export: Path, split: str, args, times: dict):
     path = args.output / "features" / f"{export.parent.name}_{split}.npy"
     if path.is_file():
         return np.load(path)
-    from vidistill.robot_adapters import load_encoder
+    from vidistill.runtime import load_encoder
 
     t0 = time.perf_counter()
     frames = args.splits[split]["frames"]

@@ -196,8 +196,8 @@ def train_config(preset: str, config_file: Path | None, videos: list[str], run_d
 
 def probe_run(encoder_path: Path, probe_dir: Path, iters: int, probe_size: int | None, label_size: int | None,
               seed: int, device: str, branch: str = "teacher") -> dict:
-    from vidistill.eval.features import load_encoder
     from vidistill.eval.tasks import ProbeSettings, depth_probe, segmentation_probe
+    from vidistill.runtime import load_encoder
 
     encoder = load_encoder(encoder_path, image_size=probe_size or None, device=device, branch=branch)
     settings = ProbeSettings(iters=iters, seed=seed, label_size=label_size or None)
@@ -219,7 +219,7 @@ def weight_drift(run_dir: Path, init_ckpt: Path) -> dict:
     """How far each backbone moved from its initialisation: ||w - w0|| / ||w0|| over all backbone
     weights. A slow EMA teacher (momentum near 1) stays close to its random init, which mutes
     every row's difference from "random init"; this says by how much."""
-    from vidistill.checkpoint import load_checkpoint
+    from vidistill.runtime.checkpoints import load_checkpoint
 
     init = load_checkpoint(init_ckpt)["teacher"]
     state = load_checkpoint(Path(run_dir) / "checkpoint.pt")
@@ -236,7 +236,7 @@ def weight_drift(run_dir: Path, init_ckpt: Path) -> dict:
 
 def init_checkpoint(args, videos: list[str], seed: int, extra: dict) -> Path:
     """The seed's random-init checkpoint (the "random init" row; every trained row starts from it)."""
-    from vidistill.checkpoint import write_random_init_checkpoint
+    from vidistill.train.checkpoint import write_random_init_checkpoint
 
     ckpt = args.output / "runs" / f"{SLUGS['random init']}_s{seed}" / "checkpoint.pt"
     if not ckpt.is_file():

@@ -389,7 +389,7 @@ def random_init_encoder(like: Encoder, seed: int) -> Encoder:
     """``like``'s architecture and contract, random weights (timm's init, seeded), torch backend."""
     import torch
 
-    from vidistill.runtime.backend_torch import TorchEncoder
+    from vidistill.runtime.backends.torch import TorchEncoder
     from vidistill.runtime.torch_model import TokenEncoder, build_timm_encoder
 
     with torch.random.fork_rng():
@@ -402,7 +402,7 @@ def random_init_encoder(like: Encoder, seed: int) -> Encoder:
 def _load(spec: str | Path | Encoder, backend: str, device: str | None) -> Encoder:
     if isinstance(spec, Encoder):
         return spec
-    from vidistill.runtime.loader import load_encoder
+    from vidistill.runtime import load_encoder
 
     try:
         return load_encoder(spec, backend=backend, device=device, precision="fp32")

@@ -156,8 +156,8 @@ def run(args: argparse.Namespace) -> int:
     if args.eval_task == "actions":
         return _run_actions(args)
     from vidistill.eval.datasets import dense_split, image_folder
-    from vidistill.eval.features import load_encoder
     from vidistill.eval.tasks import ProbeSettings, depth_probe, knn_eval, segmentation_probe
+    from vidistill.runtime import load_encoder
 
     data = Path(args.data)
     if not data.is_dir():

@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vidistill.data.sources.frame_folder import IMAGE_EXTENSIONS
 from vidistill.errors import VidistillError
-from vidistill.eval.features import IMAGE_EXTENSIONS
 
 
 def _check_root(root: Path) -> Path:

@@ -5,8 +5,7 @@ This module keeps what is eval's own: reading image files, and bringing label an
 the region the encoder sees. Images go to the encoder as they are: its contract's rule (crop /
 letterbox, ``vidistill.runtime.preprocess``) places them, exactly as on a robot; a label map is
 cropped or padded (with "ignore") by the same placement at its own resolution, so a probe scores
-the region the encoder sees. ``load_encoder`` and ``Encoder`` are the runtime's (re-exported for
-eval's callers).
+the region the encoder sees. Encoders are loaded by :func:`vidistill.runtime.load_encoder`.
 """
 
 from __future__ import annotations
@@ -16,14 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vidistill.data.sources.frame_folder import IMAGE_EXTENSIONS
 from vidistill.errors import VidistillError
 from vidistill.runtime.encoder import Encoder
-from vidistill.runtime.loader import load_encoder
 from vidistill.runtime.preprocess import fit_to_aspect
-
-__all__ = ["Encoder", "load_encoder", "read_rgb", "to_input_aspect", "resize_nearest", "IMAGE_EXTENSIONS"]
-
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

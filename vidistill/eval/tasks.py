@@ -31,9 +31,10 @@ from vidistill.eval.datasets import (
     read_depth_map,
     read_label_map,
 )
-from vidistill.eval.features import Encoder, read_rgb, resize_nearest, to_input_aspect
+from vidistill.eval.features import read_rgb, resize_nearest, to_input_aspect
 from vidistill.eval.knn import weighted_knn_predict
 from vidistill.eval.metrics import segmentation_scores
+from vidistill.runtime.encoder import Encoder
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ SPEC is one of
 
 What a path is, its contract and its weights are read by the runtime (the artefact resolver, the
 checkpoint reader, :mod:`vidistill.runtime.timm_vit`): the same code that serves it. The
-architecture (timm name + ``model_args``) comes from the init and is written into the run's
-config, so checkpoints, resume and export rebuild the same model. The weights go into the
+architecture (timm name + ``model_args``) comes from the init and is settled into the run's
+config by :func:`vidistill.config.settle_model` (``build_config`` calls it), so checkpoints, resume and export rebuild the same model. The weights go into the
 backbone built for training after timm's own ``checkpoint_filter_fn`` for that family (which
 converts foreign layouts: original DINOv2, CLIP, ...); the position embedding is resampled from
 the grid it was saved at, and patch kernels of another size are refused, never resized.
@@ -30,7 +30,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vidistill.config import Config, apply_init, fit_crop_sizes
 from vidistill.contract import EncoderContract
 from vidistill.errors import CheckpointError, VidistillError
 from vidistill.model.backbone import build_backbone
@@ -126,7 +125,7 @@ def _looks_like_path(spec: str) -> bool:
     return os.sep in spec or spec.startswith(".") or spec.endswith((".safetensors", ".pt", ".pth", ".bin"))
 
 
-def _architecture(what: str, arch: str, model_args: dict) -> tuple[int, dict]:
+def vit_architecture(what: str, arch: str, model_args: dict) -> tuple[int, dict]:
     """(patch size, model_args) of a timm ViT, built on the meta device (no memory, no weights)."""
     import timm
 
@@ -144,7 +143,7 @@ def _architecture(what: str, arch: str, model_args: dict) -> tuple[int, dict]:
 
 
 def _from_contract(spec: str, kind: str, contract: EncoderContract, location: Path) -> PretrainedInit:
-    patch, args = _architecture(f"--init {spec}", contract.model_name, dict(contract.model_args))
+    patch, args = vit_architecture(f"--init {spec}", contract.model_name, dict(contract.model_args))
     return PretrainedInit(spec, kind, contract.model_name, args, patch, location, contract.mean, contract.std,
                           contract.image_size)
 
@@ -170,7 +169,7 @@ def _from_timm_name(spec: str, model_args: dict) -> PretrainedInit:
             f"--init {spec}: timm has {what}; "
             + (f"the tags it knows: {', '.join(known)}" if known else "it knows no pretrained weights for this architecture")
         )
-    patch, args = _architecture(f"--init {spec}", arch, model_args)
+    patch, args = vit_architecture(f"--init {spec}", arch, model_args)
     cfg = pcfg.to_dict()
     mean, std = (tuple(cfg["mean"]), tuple(cfg["std"])) if len(cfg.get("mean") or ()) == 3 else (None, None)
     return PretrainedInit(spec, "timm", arch, args, patch, None, mean, std)
@@ -185,7 +184,7 @@ def _from_hub_folder(spec: str, folder: Path, weights: Path) -> PretrainedInit:
     try:
         contract = contract_from_timm_config(config)
     except ArchitectureError as e:
-        _architecture(f"--init {spec}", config["architecture"], config.get("model_args") or {})  # the clearer error
+        vit_architecture(f"--init {spec}", config["architecture"], config.get("model_args") or {})  # the clearer error
         raise InitError(f"--init {spec}: {e}") from None
     return _from_contract(spec, "hub folder", contract, weights)
 
@@ -202,7 +201,7 @@ def _from_safetensors(spec: str, path: Path, arch: str, model_args: dict) -> Pre
         return _from_contract(spec, "safetensors", EncoderContract.from_json(meta["vidistill"]), path)
     if not arch:
         raise InitError(f"--init {spec}: a bare .safetensors needs --arch (the timm name it belongs to)")
-    patch, args = _architecture(f"--init {spec}", arch, model_args)
+    patch, args = vit_architecture(f"--init {spec}", arch, model_args)
     return PretrainedInit(spec, "safetensors", arch, args, patch, path)
 
 
@@ -309,48 +308,3 @@ def load_init(backbone: nn.Module, init: PretrainedInit, image_size: int) -> Non
     except RuntimeError as e:  # pragma: no cover - _fit_to checked keys and shapes
         raise CheckpointError(f"--init {init.spec}: {e}") from None
     log.info("initialised the backbone from %s", init.describe())
-
-
-# ------------------------------------------------------------------------------ the run's config
-def prepare_model_config(cfg: Config, saved: Config | None = None) -> PretrainedInit | None:
-    """Settle the run's architecture and crop sizes before anything is built; returns the init
-    whose weights the backbone starts from (None: random init, or resuming).
-
-    With an init, ``cfg.model.arch``/``model_args`` (and the normalisation the weights were
-    trained with) come from it and are recorded in the config. ``saved`` is the run's own config
-    when it resumes: then the init is not read at all (the weights come from the checkpoint).
-    Crop sizes are fitted to the patch size: sizes from the preset or the defaults snap to the
-    nearest multiple (a patch-14 model trains at 224/98 px, not 224/96); a size the user chose
-    that the patch does not divide is an error.
-    """
-    init = None
-    if cfg.model.init and saved is not None and saved.model.init == cfg.model.init:
-        cfg.model.arch, cfg.model.model_args = saved.model.arch, dict(saved.model.model_args)
-        cfg.data.mean, cfg.data.std = saved.data.mean, saved.data.std
-    elif cfg.model.init:
-        user_arch = cfg.model.arch if "model.arch" in cfg.user_keys else ""
-        user_args = cfg.model.model_args if "model.model_args" in cfg.user_keys else {}
-        init = resolve_init(cfg.model.init, user_arch, user_args)
-        if init.kind != "safetensors" and user_arch not in ("", init.arch):
-            raise InitError(
-                f"--arch {cfg.model.arch} conflicts with the architecture of --init {cfg.model.init} "
-                f"({init.arch}); the init decides it, drop --arch"
-            )
-        log.info("--init %s: %s", cfg.model.init, init.describe())
-        apply_init(cfg, init.arch, init.model_args, init.patch_size, init.mean, init.std)
-        return init
-    fit_crop_sizes(cfg, _architecture(f"--arch {cfg.model.arch}", cfg.model.arch, cfg.model.model_args)[0])
-    return init
-
-
-def saved_run_config(run_dir: Path) -> Config | None:
-    """The config of the run in ``run_dir`` if it has a checkpoint to resume from."""
-    import yaml
-
-    from vidistill.config import config_from_dict
-    from vidistill.runtime.names import CHECKPOINT_NAME
-
-    path = Path(run_dir) / "config.yaml"
-    if not (Path(run_dir) / CHECKPOINT_NAME).is_file() or not path.is_file():
-        return None
-    return config_from_dict(yaml.safe_load(path.read_text()) or {})

@@ -7,10 +7,11 @@ needed only by the torch backend (an ONNX or TensorRT robot runs without it).
 Modules, one idea each: ``names`` (artefact file names, metadata keys), ``artefacts`` (what a path is,
 its artefacts, the contract), ``preprocess`` (validation, the contract's resize rule, normalisation),
 ``features`` (what an encoder returns), ``encoder`` (the interface), ``ort`` (the ONNX Runtime
-session factory), ``backend_onnx``, ``tensorrt`` (probe + runner), ``timm_vit`` (the one timm
-path: build, token split, position-embedding resample, hub config; training uses it too),
-``torch_model`` (the timm module from a contract at any size), ``checkpoints`` (read a training
-checkpoint), ``backend_torch``, ``loader`` (``load_encoder``).
+session factory), ``timm_vit`` (the one timm path: build, token split, position-embedding
+resample, hub config; training uses it too), ``torch_model`` (the timm module from a contract at
+any size), ``checkpoints`` (read a training checkpoint), ``loader`` (``load_encoder``). The
+encoders themselves, one module per backend: ``backends.torch``, ``backends.onnx``,
+``backends.tensorrt`` (probe + runner).
 
     from vidistill.runtime import load_encoder
     encoder = load_encoder("runs/x/export")        # TensorRT > ONNX Runtime > torch
@@ -32,7 +33,7 @@ _EXPORTS = {
     "MissingBackendError": "errors",
     "find_artefacts": "artefacts",
     "make_ort_session": "ort",
-    "tensorrt_problem": "tensorrt",
+    "tensorrt_problem": "backends.tensorrt",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -2,7 +2,7 @@
 
 The runtime serves a run's teacher from here, so a robot that has only a run folder needs
 torch + timm, never the trainer, the config or the data pipeline. Writing checkpoints stays
-with training (:mod:`vidistill.checkpoint`, which re-exports these readers).
+with training (:mod:`vidistill.train.checkpoint`).
 """
 
 from __future__ import annotations

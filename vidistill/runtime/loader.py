@@ -48,7 +48,7 @@ def _torch_on_gpu() -> bool:
 
 def choose_backend(found: Artefacts, device: str | None = None) -> str:
     """The backend ``auto`` uses for these artefacts on this machine (see module docstring)."""
-    from .tensorrt import tensorrt_problem
+    from .backends.tensorrt import tensorrt_problem
 
     on_cpu = device == "cpu"
     has_ort = found.onnx is not None and _has_module("onnxruntime")
@@ -122,17 +122,17 @@ def load_encoder(
     else:
         chosen = backend
     if chosen == "tensorrt":
-        from .tensorrt import TensorRTEncoder
+        from .backends.tensorrt import TensorRTEncoder
 
         engine = _require(found.engine, chosen, found, "a TensorRT engine (encoder.engine; `vidistill export --trt`)")
         encoder: Encoder = TensorRTEncoder(engine, device)
     elif chosen == "onnx":
-        from .backend_onnx import OnnxEncoder
+        from .backends.onnx import OnnxEncoder
 
         encoder = OnnxEncoder(_require(found.onnx, chosen, found, "encoder.onnx (`vidistill export`)"), device)
     else:
         try:
-            from .backend_torch import TorchEncoder
+            from .backends.torch import TorchEncoder
         except ImportError as e:
             raise MissingBackendError(f"the torch backend needs PyTorch: {e}") from None
 

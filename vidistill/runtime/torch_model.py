@@ -152,3 +152,25 @@ def load_token_encoder(
     state, contract, used = load_weights(path, branch)
     module, contract = rebuild_at_size(state, contract, image_size, source=used)
     return module, contract, used
+
+
+def load_teacher_backbone(
+    path: str | Path | None, branch: str = "teacher"
+) -> tuple[nn.Module, EncoderContract, Path]:
+    """The teacher's backbone (what gets exported and evaluated), in eval mode, on CPU.
+
+    ``path``: checkpoint file, run folder, or None for the latest run. Returns the timm model
+    (dynamic input size, as training built it), its input contract and the checkpoint used.
+    ``branch="student"`` loads the student's backbone instead: a diagnostic, e.g. when a slow
+    EMA teacher hides what the student has learned. Reads through the runtime (torch + timm +
+    contract only), the same code that serves a run folder to a robot.
+    """
+    from .checkpoints import backbone_state
+
+    weights, contract, ckpt = backbone_state(path, branch)
+    backbone = build_timm_encoder(contract, dynamic=True)
+    try:
+        backbone.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{ckpt}: {branch} weights do not match {contract.model_name}: {e}") from None
+    return backbone.eval(), contract, ckpt

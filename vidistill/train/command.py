@@ -116,19 +116,15 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from vidistill.errors import VidistillError
+    from vidistill.train.cores import prefer_passive_waiting
 
+    prefer_passive_waiting()  # first: before anything loads torch (vidistill.train.cores says why)
     cfg = build_config_from_args(args)
     if args.print_config:
-        from vidistill.model.pretrained import prepare_model_config
-
-        prepare_model_config(cfg)  # show the architecture and crop sizes the run would get
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))  # noqa: T201 - CLI output
         return 0
     if not cfg.data.videos:
         raise VidistillError("no video given: use --video PATH (a file, a frame folder or a folder of episodes)")
-    from vidistill.train.cores import prefer_passive_waiting
-
-    prefer_passive_waiting()  # before torch loads (vidistill.train.cores says why)
     from vidistill.train.trainer import train
 
     run_dir = train(cfg)

@@ -20,22 +20,24 @@ import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from vidistill.checkpoint import CHECKPOINT_NAME, atomic_save, build_state, load_checkpoint
-from vidistill.config import Config, Objective, config_from_dict
+from vidistill.config import Config, config_from_dict, default_output
 from vidistill.data import build_dataloader
 from vidistill.data.views import Normalise
 from vidistill.errors import CheckpointError, TrainingError, VidistillError
 from vidistill.model import Student, Teacher, update_teacher
 from vidistill.model.backbone import contract_of
-from vidistill.model.pretrained import load_init, prepare_model_config, saved_run_config
+from vidistill.model.pretrained import load_init, resolve_init
 from vidistill.objective import build_objective
 from vidistill.objective.gram import with_gram_anchor
+from vidistill.runtime.checkpoints import load_checkpoint
+from vidistill.runtime.names import CHECKPOINT_NAME
 from vidistill.train.adaptation import (
     FeatureDriftProbe,
     adaptation_param_groups,
     cancel_backbone_gradients,
     probe_pixels,
 )
+from vidistill.train.checkpoint import atomic_save, build_state
 from vidistill.train.cores import CorePlan
 from vidistill.train.distributed import (
     DistributedContext,
@@ -68,16 +70,6 @@ POSITION_NAMES = {
 }
 
 
-def default_output(cfg: Config) -> Path:
-    """runs/<first video's name>-<preset>[-<objective>]: deterministic, so rerunning the same
-    command resumes the same run instead of starting a new one."""
-    stem = Path(cfg.data.videos[0]).resolve().name if cfg.data.videos else "run"
-    name = f"{stem}-{cfg.preset or 'custom'}"
-    if cfg.objective is not Objective.METHOD:
-        name += f"-{cfg.objective.value.replace('+', '-')}"
-    return Path("runs") / name
-
-
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """bf16 on CUDA when supported (no scaler needed), fp16 with a scaler otherwise; CPU: off
     unless asked (bf16 autocast helps only on CPUs with AVX-512-bf16/AMX)."""
@@ -108,8 +100,11 @@ class Trainer:
         self.run_dir = Path(cfg.train.output)
         self.ckpt_path = self.run_dir / CHECKPOINT_NAME
 
-        # The init (--init) decides the architecture and crop sizes; resuming, weights come from the checkpoint.
-        init = prepare_model_config(cfg, saved_run_config(self.run_dir))
+        # build_config settled the architecture and crop sizes (an --init's too); a new run starts
+        # from the init's weights, a resumed one from its checkpoint.
+        init = None
+        if cfg.model.init and not self.ckpt_path.is_file():
+            init = resolve_init(cfg.model.init, cfg.model.arch, cfg.model.model_args)
         # The data decide where a step falls in an epoch and how long the schedules are; they
         # are known before a checkpoint is read, so a resume can check they have not changed.
         self.loader, self.sampler = build_dataloader(cfg, rank=ctx.rank, world_size=ctx.world_size)

@@ -17,9 +17,9 @@ import numpy as np
 from vidistill.contract import EncoderContract
 from vidistill.errors import CheckpointError
 
-from .artefacts import contract_for_engine
-from .encoder import Encoder
-from .errors import MissingBackendError
+from ..artefacts import contract_for_engine
+from ..encoder import Encoder
+from ..errors import MissingBackendError
 
 INSTALL_TRT = "pip install tensorrt (`pip install 'vidistill[trt]'`, TensorRT 10) on a machine with an NVIDIA GPU and CUDA"
 

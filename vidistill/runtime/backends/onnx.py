@@ -10,9 +10,9 @@ import numpy as np
 from vidistill.contract import EncoderContract
 from vidistill.errors import CheckpointError
 
-from .artefacts import contract_from_folder
-from .encoder import Encoder
-from .ort import contract_from_metadata, make_ort_session, parse_device, session_device
+from ..artefacts import contract_from_folder
+from ..encoder import Encoder
+from ..ort import contract_from_metadata, make_ort_session, parse_device, session_device
 
 
 class OnnxEncoder(Encoder):

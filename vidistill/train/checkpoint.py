@@ -1,9 +1,8 @@
-"""Checkpoints: written atomically, loaded safely (``weights_only=True``), validated.
+"""Writing checkpoints: atomically, in the format :mod:`vidistill.runtime.checkpoints` reads.
 
 A run folder holds ``config.yaml`` (the resolved config), ``checkpoint.pt`` (the latest good
-state) and ``log.jsonl``. Reading a checkpoint lives in :mod:`vidistill.runtime.checkpoints`
-(torch only, no training code: a robot can serve a run folder) and is re-exported here, so a
-wrong or truncated file gets one clear message wherever it is used.
+state) and ``log.jsonl``. Reading a checkpoint belongs to the runtime (torch only, no training
+code: a robot can serve a run folder); writing one belongs here, with training.
 """
 
 from __future__ import annotations
@@ -16,15 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from vidistill.contract import EncoderContract
-from vidistill.errors import CheckpointError
-from vidistill.runtime.checkpoints import (  # noqa: F401  (readers live in the runtime; re-exported)
-    FORMAT,
-    FORMAT_VERSION,
-    backbone_state,
-    find_checkpoint,
-    load_checkpoint,
-)
+from vidistill.runtime.checkpoints import FORMAT, FORMAT_VERSION
 from vidistill.runtime.names import CHECKPOINT_NAME
 from vidistill.runtime.timm_vit import contract_of
 
@@ -49,28 +40,6 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def load_teacher_backbone(
-    path: str | Path | None, branch: str = "teacher"
-) -> tuple[nn.Module, EncoderContract, Path]:
-    """The teacher's backbone (what gets exported and evaluated), in eval mode, on CPU.
-
-    ``path``: checkpoint file, run folder, or None for the latest run. Returns the timm model
-    (dynamic input size, as training built it), its input contract and the checkpoint used.
-    ``branch="student"`` loads the student's backbone instead: a diagnostic, e.g. when a slow
-    EMA teacher hides what the student has learned. Reads through the runtime (torch + timm +
-    contract only), the same code that serves a run folder to a robot.
-    """
-    from vidistill.runtime.torch_model import build_timm_encoder
-
-    weights, contract, ckpt = backbone_state(path, branch)
-    backbone = build_timm_encoder(contract, dynamic=True)
-    try:
-        backbone.load_state_dict(weights, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{ckpt}: {branch} weights do not match {contract.model_name}: {e}") from None
-    return backbone.eval(), contract, ckpt
 
 
 def build_state(cfg: Config, student: nn.Module, teacher: nn.Module, **extra: Any) -> dict:

@@ -18,9 +18,17 @@ import numpy as np
 
 from vidistill.contract import EncoderContract
 
-from .encoder import Encoder
-from .preprocess import HWC_UINT8, ImageBatch, Placement, fit_box, normaliser, preprocess_numpy, resize_matrix
-from .torch_model import TokenEncoder, load_token_encoder, resolve_device, torch
+from ..encoder import Encoder
+from ..preprocess import (
+    HWC_UINT8,
+    ImageBatch,
+    Placement,
+    fit_box,
+    normaliser,
+    preprocess_numpy,
+    resize_matrix,
+)
+from ..torch_model import TokenEncoder, load_token_encoder, resolve_device, torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune")
