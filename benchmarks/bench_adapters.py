@@ -12,9 +12,9 @@ by the ONNX Runtime backend, on a tiny 96x96 pixel environment.
 Each round calls every variant once, in turn (background load hits them alike); the table gives
 medians, and ratios are medians of per-round ratios.
 
-    python benchmarks/bench_adapters.py          # quick
-    python benchmarks/bench_adapters.py --full   # more rounds
-    python benchmarks/bench_adapters.py --backend torch --device cuda   # on a GPU
+    python -m benchmarks.bench_adapters          # quick
+    python -m benchmarks.bench_adapters --full   # more rounds
+    python -m benchmarks.bench_adapters --backend torch --device cuda   # on a GPU
 """
 
 from __future__ import annotations
@@ -23,46 +23,18 @@ import argparse
 import logging
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
-SIZE = 96
+from benchmarks.common import SquareEnv, interleaved, paired_ratio
+
+EPISODE = 50  # steps before the toy env ends an episode (the vector env then resets it)
 WRAPPER_GOAL = 1.05
 VECTOR_GOAL = 0.4
 VECTOR_SIZES = (1, 4, 8)
-
-
-class SquareEnv(gym.Env):
-    """96x96 RGB frames with a square left or right; reward 1 when the action names the side."""
-
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
-
-    def __init__(self, size: int = SIZE):
-        self.size = size
-        self.observation_space = spaces.Box(0, 255, (size, size, 3), np.uint8)
-        self.action_space = spaces.Discrete(2)
-
-    def _frame(self) -> np.ndarray:
-        self._side = int(self.np_random.integers(2))
-        img = np.full((self.size, self.size, 3), 20, np.uint8)
-        x0 = int(self.np_random.integers(0, self.size // 4)) + self._side * self.size // 2
-        img[30:54, x0 : x0 + 24] = (230, 200, 40)
-        return img
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self._t = 0
-        return self._frame(), {}
-
-    def step(self, action):
-        reward = float(int(action) == self._side)
-        self._t += 1
-        return self._frame(), reward, self._t >= 50, False, {}
 
 
 def make_encoder(workdir: Path, backend: str = "onnx", device: str | None = "cpu"):
@@ -81,36 +53,12 @@ def make_encoder(workdir: Path, backend: str = "onnx", device: str | None = "cpu
     return load_encoder(workdir / "run", backend=backend, device=device)
 
 
-def _interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
-    """Seconds per call of each fn, one sample per round; each round calls every fn once, in turn,
-    so a burst of background load hits all of them alike (compare them round by round)."""
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for fn in fns.values():  # warm-up
-        for _ in range(3):
-            fn()
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t)
-    return samples
-
-
-def _median(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
-def _paired_ratio(num: list[float], den: list[float], scale: float = 1.0) -> float:
-    """Median over rounds of num/den (paired samples cancel the load drift between rounds)."""
-    return statistics.median(n / (d * scale) for n, d in zip(num, den, strict=True))
-
-
 def bench_wrapper(encoder, rounds: int) -> dict:
     from vidistill.robot_adapters import FeatureObservationWrapper
 
-    env = SquareEnv()
+    env = SquareEnv(episode_len=EPISODE)
     env.reset(seed=0)
-    wrapped = FeatureObservationWrapper(SquareEnv(), encoder, output="grid")
+    wrapped = FeatureObservationWrapper(SquareEnv(episode_len=EPISODE), encoder, output="grid")
     wrapped.reset(seed=0)
     frame = env.step(0)[0]
 
@@ -118,16 +66,16 @@ def bench_wrapper(encoder, rounds: int) -> dict:
         obs = env.step(0)[0]
         encoder.encode(obs).grid()
 
-    t = _interleaved(
+    t = interleaved(
         {"env_step": lambda: env.step(0), "encode": lambda: encoder.encode(frame).grid(),
          "env_step+encode": env_plus_encode, "wrapped_step": lambda: wrapped.step(0)},
-        rounds,
+        rounds, warmup=3,
     )
     return {
-        "bench": "wrapper", "backend": encoder.backend, "device": encoder.device, "env_step_ms": 1e3 * _median(t["env_step"]),
-        "encode_ms": 1e3 * _median(t["encode"]), "env_step_plus_encode_ms": 1e3 * _median(t["env_step+encode"]),
-        "wrapped_step_ms": 1e3 * _median(t["wrapped_step"]),
-        "ratio": _paired_ratio(t["wrapped_step"], t["env_step+encode"]), "goal": WRAPPER_GOAL,
+        "bench": "wrapper", "backend": encoder.backend, "device": encoder.device, "env_step_ms": 1e3 * statistics.median(t["env_step"]),
+        "encode_ms": 1e3 * statistics.median(t["encode"]), "env_step_plus_encode_ms": 1e3 * statistics.median(t["env_step+encode"]),
+        "wrapped_step_ms": 1e3 * statistics.median(t["wrapped_step"]),
+        "ratio": paired_ratio(t["wrapped_step"], t["env_step+encode"]), "goal": WRAPPER_GOAL,
     }
 
 
@@ -138,20 +86,20 @@ def bench_vector(encoder, rounds: int) -> list[dict]:
     for n in VECTOR_SIZES:
         frames = np.stack([SquareEnv().reset(seed=i)[0] for i in range(n)])
         venv = VectorFeatureObservationWrapper(
-            gym.vector.SyncVectorEnv([SquareEnv for _ in range(n)]), encoder, output="grid"
+            gym.vector.SyncVectorEnv([lambda: SquareEnv(episode_len=EPISODE) for _ in range(n)]), encoder, output="grid"
         )
         venv.reset(seed=0)
         actions = np.zeros(n, dtype=np.int64)
         fns[f"encode{n}"] = lambda frames=frames: encoder.encode(frames).grid()
         fns[f"step{n}"] = lambda venv=venv, actions=actions: venv.step(actions)
-    t = _interleaved(fns, rounds)
+    t = interleaved(fns, rounds, warmup=3)
     rows = []
     for n in VECTOR_SIZES:
         rows.append({
             "bench": "vector", "backend": encoder.backend, "device": encoder.device, "num_envs": n,
-            "encode_per_env_ms": 1e3 * _median(t[f"encode{n}"]) / n,
-            "wrapped_step_per_env_ms": 1e3 * _median(t[f"step{n}"]) / n,
-            "ratio": _paired_ratio(t[f"encode{n}"], t["encode1"], scale=n),
+            "encode_per_env_ms": 1e3 * statistics.median(t[f"encode{n}"]) / n,
+            "wrapped_step_per_env_ms": 1e3 * statistics.median(t[f"step{n}"]) / n,
+            "ratio": paired_ratio(t[f"encode{n}"], t["encode1"], scale=n),
             "goal": VECTOR_GOAL if n == max(VECTOR_SIZES) else None,
         })
     return rows

@@ -22,8 +22,8 @@ training, cpu-tiny sizes: K=3, Δ=30, 96/48 px views, a generated textured scene
   JPEG CompressedImage), rosbag2 mcap and sqlite3 (raw rgb8), HDF5 robomimic (gzip), ALOHA raw
   and ALOHA JPEG-padded; ``open_ms_per_frame``: discovery's cost (ROS 2 bags read every image message).
 
-    python benchmarks/bench_data.py            # quick
-    python benchmarks/bench_data.py --full
+    python -m benchmarks.bench_data            # quick
+    python -m benchmarks.bench_data --full
 """
 
 from __future__ import annotations

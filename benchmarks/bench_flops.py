@@ -15,8 +15,8 @@ which is also what "peak" means for the matmul).
 
 Models: ViT-S/16 at 224 px (the paper's encoder) and ViT-Ti/16 at 96 px (the cpu-tiny preset).
 
-    python benchmarks/bench_flops.py            # quick (CPU sizes)
-    python benchmarks/bench_flops.py --full     # GPU sizes: bigger matmuls and batches
+    python -m benchmarks.bench_flops            # quick (CPU sizes)
+    python -m benchmarks.bench_flops --full     # GPU sizes: bigger matmuls and batches
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ same session helper). Backends on one device are timed side by side: each round 
 backend once, in turn, so background load hits them alike; the table gives the median per
 backend and its ratio to torch eager on the same device and batch.
 
-    python benchmarks/bench_inference.py              # quick: a few rounds
-    python benchmarks/bench_inference.py --full       # more rounds
-    python benchmarks/bench_inference.py --threads 2  # pin torch and ORT to 2 threads
-    python benchmarks/bench_inference.py --explore    # + ONNX Runtime session/export variants
+    python -m benchmarks.bench_inference              # quick: a few rounds
+    python -m benchmarks.bench_inference --full       # more rounds
+    python -m benchmarks.bench_inference --threads 2  # pin torch and ORT to 2 threads
+    python -m benchmarks.bench_inference --explore    # + ONNX Runtime session/export variants
 
 CPU goals (2 cores): ONNX Runtime >= 2x torch eager at batch 1, >= 1.5x at batch 32.
 """
@@ -20,7 +20,6 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 import timm
 import torch
 
+from benchmarks.common import interleaved
 from vidistill.contract import EncoderContract
 from vidistill.export.onnx_export import export_onnx, quiet_loggers
 from vidistill.model.backbone import contract_of
@@ -65,19 +65,6 @@ def _trt_runner(engine: Path, contract: EncoderContract) -> Callable[[np.ndarray
     from vidistill.runtime.backends.tensorrt import TensorRTEncoder
 
     return TensorRTEncoder(engine, "cuda", contract=contract).run  # the runner a robot uses
-
-
-def _time_side_by_side(runners: dict[str, Callable], x: np.ndarray, rounds: int, warmup: int = 2) -> dict[str, float]:
-    for _ in range(warmup):
-        for run in runners.values():
-            run(x)
-    samples: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
-            t = time.perf_counter()
-            run(x)
-            samples[name].append(time.perf_counter() - t)
-    return {name: statistics.median(s) for name, s in samples.items()}
 
 
 def _ort_variants(encoder: torch.nn.Module, contract: EncoderContract, onnx_path: Path, workdir: Path,
@@ -187,7 +174,8 @@ def run(
                 rounds = (10 if batch == 1 else 3) if quick else (50 if batch == 1 else 10)
                 if device == "cuda":
                     rounds *= 5
-                medians = _time_side_by_side(runners, x, rounds)
+                samples = interleaved({name: (lambda run=run, x=x: run(x)) for name, run in runners.items()}, rounds)
+                medians = {name: statistics.median(s) for name, s in samples.items()}
                 base = medians["torch eager"]
                 for name, seconds in medians.items():
                     if variant and name == "torch eager":

@@ -4,8 +4,8 @@ Prints a table: step time of each (timed side by side, alternating, in one run),
 (goal <= 1.3x), the split of the method's step (backbone, predictor, dense head + loss), peak
 memory on CUDA, and an out_dim sweep for the dense head.
 
-    python benchmarks/bench_train_step.py                 # CPU: cpu-tiny preset
-    python benchmarks/bench_train_step.py --preset gpu --batch-size 64 --out-dims 4096,16384,65536
+    python -m benchmarks.bench_train_step                 # CPU: cpu-tiny preset
+    python -m benchmarks.bench_train_step --preset gpu --batch-size 64 --out-dims 4096,16384,65536
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Short runs of the cpu-tiny preset under several settings, to see which ones collapse.
 
-    python benchmarks/collapse_sweep.py STEPS NAME:"--flags ..." [NAME:"--flags ..."] ... [--video DIR]
+    python -m benchmarks.collapse_sweep STEPS NAME:"--flags ..." [NAME:"--flags ..."] ... [--video DIR]
 
 Prints, per variant, the mean of each loss/entropy/KL term over the first 10 steps, around a
 quarter of the run and over the last 10 steps (docs/METHOD.md "Small-scale pitfalls").

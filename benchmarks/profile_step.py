@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import json
 import math
 import statistics
@@ -43,6 +44,7 @@ from types import SimpleNamespace
 import torch
 import torch.distributed as dist
 
+from benchmarks.common import interleaved
 from vidistill.config import build_config
 from vidistill.data.dataset import ClipBatch
 from vidistill.model.backbone import build_backbone
@@ -178,12 +180,12 @@ def load_official_dino(path: Path) -> SimpleNamespace:
     missing = [f for f in ("main_dino.py", "utils.py", "vision_transformer.py") if not (path / f).is_file()]
     if missing:
         raise SystemExit(f"{path}: not a facebookresearch/dino checkout (missing {', '.join(missing)})")
-    sys.path.insert(0, str(path))
-    try:
-        return SimpleNamespace(main=importlib.import_module("main_dino"), utils=importlib.import_module("utils"),
-                               vits=importlib.import_module("vision_transformer"))
-    finally:
-        sys.path.remove(str(path))
+    modules = {}
+    for name in ("utils", "vision_transformer", "main_dino"):  # each imports the ones before it by name
+        spec = importlib.util.spec_from_file_location(name, path / f"{name}.py")
+        modules[name] = sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(modules[name])
+    return SimpleNamespace(main=modules["main_dino"], utils=modules["utils"], vits=modules["vision_transformer"])
 
 
 class OfficialDINOStep:
@@ -245,20 +247,6 @@ def fixed_batch(trainer: Trainer) -> ClipBatch:
     return next(iter(trainer.loader))
 
 
-def alternate(fns: dict[str, callable], iters: int, warmup: int = 2) -> dict[str, list[float]]:
-    """Seconds per call of each fn, called in turn ``iters`` times (load hits them alike)."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(iters):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return times
-
-
 def with_threads(fn, threads: int):
     """``fn`` run with ``threads`` intra-op threads (restored after)."""
     def run():
@@ -310,7 +298,7 @@ def run(dino_path: Path | None, preset: str = "cpu-tiny", batch_size: int | None
             official = OfficialDINOStep(load_official_dino(dino_path), cfg, cfg.optim.batch_size, trainer.device)
             batch = fixed_batch(trainer)
             method_step = lambda: trainer.train_step(batch, 0)  # noqa: E731
-            times = alternate({"method": method_step, "dino": official.step}, iters)
+            times = interleaved({"method": method_step, "dino": official.step}, iters)
             tm, td = statistics.median(times["method"]), statistics.median(times["dino"])
             fm, fd = step_flops(method_step), step_flops(official.step)
             result["vs_dino"] = {"method_s": tm, "dino_s": td, "ratio": tm / td,
@@ -318,7 +306,7 @@ def run(dino_path: Path | None, preset: str = "cpu-tiny", batch_size: int | None
                                  "iters": iters}
         if thread_counts:
             batch = fixed_batch(trainer)
-            times = alternate({n: with_threads(lambda: trainer.train_step(batch, 0), n) for n in thread_counts}, iters)
+            times = interleaved({n: with_threads(lambda: trainer.train_step(batch, 0), n) for n in thread_counts}, iters)
             result["threads_s"] = {n: statistics.median(t) for n, t in times.items()}
         result["load_after"] = _load()
     return result

@@ -6,7 +6,7 @@ linear depth probe, held-out stills) on B (adaptation) and A (forgetting); the p
 the exported teacher. Each row changes ONE thing of the recipe (or uses no recipe at all), at the
 benchmark's compute (steps x batch). Data and base are reused from a benchmark folder.
 
-    python benchmarks/recipe_sweep.py --output /work/recipe_sweep --bench /work/bench_adapt --seeds 0
+    python -m benchmarks.recipe_sweep --output /work/recipe_sweep --bench /work/bench_adapt --seeds 0
 """
 
 from __future__ import annotations
@@ -15,10 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE / "adapt"), str(HERE / "sim_robot")]
-
-import run as bench  # noqa: E402  (benchmarks/adapt/run.py)
+from benchmarks.adapt import run as bench
 
 # Measured in two rounds (README "Start from a pretrained encoder"). Round 1 (slugs v*) showed the
 # batch-scaled lr (5e-4 x 16/256) with momentum 0.999 does not move the model in 40 steps, so

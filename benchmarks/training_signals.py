@@ -1,7 +1,7 @@
 """What a training run's own signals say about whether it learns (issue 17): one table row per run
 folder, from its ``log.jsonl`` and ``config.yaml``.
 
-    python benchmarks/training_signals.py RUN [RUN ...] [--markdown] [--last 0.2]
+    python -m benchmarks.training_signals RUN [RUN ...] [--markdown] [--last 0.2]
 
 Columns (each averaged over the last ``--last`` fraction of the logged steps, H as a fraction of
 log(out_dim)): the loss against log(out_dim); the teacher's target entropy per branch, uniform at
@@ -22,6 +22,8 @@ import statistics
 from pathlib import Path
 
 import yaml
+
+from benchmarks.common import render_table
 
 COLUMNS = ("run", "steps", "loss / lnK", "dense H", "dense used", "global H", "global used", "KL d/g",
            "patch rank", "cls rank", "pos. share", "CKA init")
@@ -55,11 +57,6 @@ def summarise(run: Path, last: float = 0.2) -> list[str]:
             _first_last(records, "repr/position_share", "{:.2f}"), _first_last(records, "drift/patch_cka", "{:.3f}")]
 
 
-def format_table(rows: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        return "\n".join("| " + " | ".join(r) + " |" for r in [list(COLUMNS), ["---"] * len(COLUMNS), *rows])
-    widths = [max(len(c) for c in col) for col in zip(COLUMNS, *rows, strict=True)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [list(COLUMNS), *rows])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--last", type=float, default=0.2, help="fraction of the logged steps averaged")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args(argv)
-    print(format_table([summarise(r, args.last) for r in args.runs], args.markdown))
+    print(render_table(COLUMNS, [summarise(r, args.last) for r in args.runs], args.markdown))
     return 0
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
+
+from benchmarks.common import SquareEnv  # the toy env the adapter benchmark steps too
 
 IMAGE = 96  # cpu-tiny: ViT-Tiny/16 at 96 px, 6x6 grid, D=192
 
@@ -58,46 +59,6 @@ def torch_encoder(artefacts):
 
 
 # -- tiny pixel environments -------------------------------------------------------------------
-
-def square_frame(side: int, rng: np.random.Generator, size: int = IMAGE) -> np.ndarray:
-    """A dark frame with a bright square in the left (0) or right (1) half, jittered."""
-    img = np.full((size, size, 3), 20, dtype=np.uint8)
-    s = size // 4
-    x0 = int(rng.integers(0, size // 2 - s)) + side * (size // 2)
-    y0 = int(rng.integers(0, size - s))
-    img[y0 : y0 + s, x0 : x0 + s] = (230, 200, 40)
-    return img
-
-
-class SquareEnv(gym.Env):
-    """Box image observation; reward 1 when the action names the square's side. Random policy: 0.5."""
-
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
-
-    def __init__(self, size: int = IMAGE, episode_len: int = 8, render_mode: str | None = None):
-        self.size, self.episode_len, self.render_mode = size, episode_len, render_mode
-        self.observation_space = spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)
-        self.action_space = spaces.Discrete(2)
-        self._frame = np.zeros((size, size, 3), np.uint8)
-
-    def _new_frame(self) -> np.ndarray:
-        self._side = int(self.np_random.integers(2))
-        self._frame = square_frame(self._side, self.np_random, self.size)
-        return self._frame.copy()
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self._t = 0
-        return self._new_frame(), {}
-
-    def step(self, action):
-        reward = float(int(action) == self._side)
-        self._t += 1
-        return self._new_frame(), reward, self._t >= self.episode_len, False, {}
-
-    def render(self):
-        return self._frame.copy() if self.render_mode == "rgb_array" else None
-
 
 class DictSquareEnv(SquareEnv):
     """Dict observation: the image under ``pixels`` plus a ``proprio`` vector."""

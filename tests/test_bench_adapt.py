@@ -6,24 +6,18 @@ over random init).
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("pybullet")
 
-RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "adapt" / "run.py"
 
 
 def _load_run():
-    spec = importlib.util.spec_from_file_location("adapt_run", RUN)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("benchmarks.adapt.run")
 
 
 @pytest.mark.slow

@@ -7,13 +7,11 @@ import json
 import math
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `benchmarks` is not installed: the repo root
-from benchmarks import suite  # noqa: E402
-from benchmarks.suite import Bench, Goal, Line  # noqa: E402
+from benchmarks import suite
+from benchmarks.suite import Bench, Goal, Line
 
 NAN = float("nan")
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-import sys
 from pathlib import Path
 
 import cv2
@@ -14,15 +13,10 @@ import yaml
 
 pytest.importorskip("pybullet")
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "sim_robot"
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"sim_robot_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"benchmarks.sim_robot.{name}")
 
 
 @pytest.fixture(scope="module")

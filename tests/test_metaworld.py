@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "benchmarks" / "metaworld"
 
 
 def _render_check() -> str | None:
@@ -28,11 +27,11 @@ def _render_check() -> str | None:
         import mujoco  # noqa: F401
     except Exception as e:  # ImportError, or mujoco's own GL errors at import
         return f"metaworld/mujoco not importable ({e}); pip install -e '.[metaworld]'"
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from mw_env import make_env; "
+    code = ("from benchmarks.metaworld.mw_env import make_env; "
             "env = make_env('button-press-topdown', 32); o, _ = env.reset(seed=0); "
             "assert o['pixels'].max() > 0, 'black frame'; env.close()")
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
-    r = subprocess.run([sys.executable, "-c", code, str(BENCH)], capture_output=True, text=True, timeout=120, env=env)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     if r.returncode:
         return f"MuJoCo cannot render offscreen with MUJOCO_GL={env['MUJOCO_GL']}: {r.stderr.strip()[-300:]}"
     return None
@@ -49,7 +48,7 @@ def renderable():
 def test_metaworld_quick_run(renderable, tmp_path):
     out = tmp_path / "mw"
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "VIDISTILL_CACHE": str(tmp_path / "cache")}
-    r = subprocess.run([sys.executable, str(BENCH / "run.py"), "--output", str(out), "--quick", "--rows", "random",
+    r = subprocess.run([sys.executable, "-m", "benchmarks.metaworld.run", "--output", str(out), "--quick", "--rows", "random",
                         "vidistill"], capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
 
@@ -70,7 +69,7 @@ def test_metaworld_quick_run(renderable, tmp_path):
         rolled = json.loads((out / "rollouts" / f"{row}_button-press-topdown_none.json").read_text())
         assert len(rolled["success"]) == 2 and all(1 <= s <= 80 for s in rolled["steps"])
     # A rerun resumes: nothing is recorded, trained or rolled out again.
-    r2 = subprocess.run([sys.executable, str(BENCH / "run.py"), "--output", str(out), "--quick", "--rows", "random",
+    r2 = subprocess.run([sys.executable, "-m", "benchmarks.metaworld.run", "--output", str(out), "--quick", "--rows", "random",
                          "vidistill"], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert r2.returncode == 0, r2.stderr[-3000:]
     again = json.loads((out / "metaworld.json").read_text())

@@ -12,8 +12,8 @@ Rows (3 seeds each): random init; base as is; base + vidistill adaptation (``vid
 (``--objective dino``); from scratch with the same steps. Every trained teacher is exported
 (``vidistill export --no-onnx``) and the EXPORT is probed (what ships); students are a diagnostic.
 
-    python benchmarks/adapt/run.py --output bench/adapt            # the full table (~1 h on 2 busy cores)
-    python benchmarks/adapt/run.py --output /tmp/adapt --quick     # a smoke run (about a minute)
+    python -m benchmarks.adapt.run --output bench/adapt            # the full table (~1 h on 2 busy cores)
+    python -m benchmarks.adapt.run --output /tmp/adapt --quick     # a smoke run (about a minute)
 
 Rerunning the same command resumes: rendered data, the base, finished runs and probed results are
 reused (``results/*.json``; ``--force-probe`` re-probes).
@@ -24,17 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "sim_robot")]
+from benchmarks.adapt import base as base_encoder
+from benchmarks.common import fill_sizes, mean_std_cell, render_table, stats, weight_drift
 
-import base as base_encoder  # noqa: E402  (benchmarks/adapt/base.py)
+HERE = Path(__file__).resolve().parent
 
 log = logging.getLogger("adapt.run")
 
@@ -75,7 +73,7 @@ def gram_args() -> list[str]:
 def ensure_scene(root: Path, scene: str, args) -> dict:
     manifest = root / "manifest.json"
     if not manifest.is_file():
-        from render import render_benchmark
+        from benchmarks.sim_robot.render import render_benchmark
 
         a = scene == "a"
         log.info("rendering scene %s into %s", scene, root)
@@ -175,26 +173,6 @@ def vidistill(argv: list[str]) -> None:
         raise SystemExit(f"vidistill {' '.join(argv)}: exit code {rc}")
 
 
-def weight_drift(ckpt: Path, base: Path) -> dict:
-    """||w - w_base|| / ||w_base|| over the backbone, per branch: how far adaptation moved it."""
-    from safetensors.torch import load_file
-
-    from vidistill.runtime.checkpoints import load_checkpoint
-
-    ref = load_file(str(base / "model.safetensors"))
-    state = load_checkpoint(ckpt)
-    out = {}
-    for branch in ("teacher", "student"):
-        num = den = 0.0
-        for key, w0 in ref.items():
-            w = state[branch].get(f"backbone.{key}")
-            if w is not None and w.shape == w0.shape and w0.is_floating_point():
-                num += float((w.float() - w0.float()).pow(2).sum())
-                den += float(w0.float().pow(2).sum())
-        out[branch] = math.sqrt(num / den) if den else None
-    return out
-
-
 def run_row(row: str, seed: int, args) -> dict:
     from vidistill.runtime import load_encoder
 
@@ -239,8 +217,10 @@ def run_row(row: str, seed: int, args) -> dict:
             result["student"] = probe_both(load_encoder(run_dir, image_size=args.probe_size or None, device=args.device, branch="student"),
                                            args, seed)
         if spec["init"]:
-            result["weight_drift"] = weight_drift(run_dir / "checkpoint.pt", args.base)
-        from table1 import collapse_summary
+            from safetensors.torch import load_file
+
+            result["weight_drift"] = weight_drift(run_dir / "checkpoint.pt", load_file(str(args.base / "model.safetensors")))
+        from benchmarks.sim_robot.table1 import collapse_summary
 
         result["collapse"] = collapse_summary(run_dir)
     result["seconds"] = time.perf_counter() - t0
@@ -263,12 +243,6 @@ COLUMNS = (  # (scene, metric, title, format)
 )
 
 
-def _stats(vals: list) -> dict:
-    vals = [v for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
-    return {"mean": statistics.fmean(vals) if vals else None,
-            "std": statistics.stdev(vals) if len(vals) > 1 else None, "values": vals}
-
-
 def aggregate(results: list[dict], branch: str = "teacher") -> dict:
     """Per row: mean ± sample std over seeds of every column, and the paired (same seed and probe
     seed) difference from the base as is."""
@@ -281,23 +255,16 @@ def aggregate(results: list[dict], branch: str = "teacher") -> dict:
         probes = [r.get(branch, r["teacher"]) for r in runs]
         entry: dict = {"seeds": [r["seed"] for r in runs]}
         for scene, key, *_ in COLUMNS:
-            entry[f"{scene}_{key}"] = _stats([p[scene][key] for p in probes])
-            entry[f"{scene}_{key}_vs_base"] = _stats([p[scene][key] - base[r["seed"]][scene][key]
+            entry[f"{scene}_{key}"] = stats([p[scene][key] for p in probes])
+            entry[f"{scene}_{key}_vs_base"] = stats([p[scene][key] - base[r["seed"]][scene][key]
                                                      for p, r in zip(probes, runs, strict=True) if r["seed"] in base])
-        entry["drift"] = _stats([r.get("weight_drift", {}).get(branch) for r in runs])
+        entry["drift"] = stats([r.get("weight_drift", {}).get(branch) for r in runs])
         for scene in ("B", "A"):  # the exported teacher's patch features vs the base's
-            entry[f"{scene}_patch_cka"] = _stats([r.get("patch_cka", {}).get(scene) for r in runs
+            entry[f"{scene}_patch_cka"] = stats([r.get("patch_cka", {}).get(scene) for r in runs
                                                   if branch == "teacher"])
         entry["collapsed"] = sum(bool(r.get("collapse", {}).get("collapsed")) for r in runs)
         table[row] = entry
     return table
-
-
-def _cell(m: dict, fmt: str, signed: bool = False) -> str:
-    if m["mean"] is None:
-        return "–"
-    f = fmt.replace("{:", "{:+") if signed else fmt
-    return f.format(m["mean"]) if m["std"] is None else f"{f.format(m['mean'])} ± {fmt.format(m['std'])}"
 
 
 def format_table(table: dict, markdown: bool = False, branch: str = "teacher") -> str:
@@ -305,19 +272,15 @@ def format_table(table: dict, markdown: bool = False, branch: str = "teacher") -
             "collapsed"]
     lines = []
     for row, e in table.items():
-        cells = [row, *(_cell(e[f"{s}_{k}"], f) for s, k, _, f in COLUMNS)]
+        cells = [row, *(mean_std_cell(e[f"{s}_{k}"], f) for s, k, _, f in COLUMNS)]
         for s in ("B", "A"):
-            cells.append("–" if row == "base (as is)" else _cell(e[f"{s}_miou_vs_base"], "{:.1f}", signed=True))
+            cells.append("–" if row == "base (as is)" else mean_std_cell(e[f"{s}_miou_vs_base"], "{:.1f}", signed=True))
         cells.append("–" if e["drift"]["mean"] is None else f"{100 * e['drift']['mean']:.3f}%")
         cka = [e[f"{s}_patch_cka"]["mean"] for s in ("B", "A")]
         cells.append("–" if None in cka else " / ".join(f"{v:.4f}" for v in cka))
         cells.append(f"{e['collapsed']}/{len(e['seeds'])}" if ROWS[row]["kind"] == "train" else "–")
         lines.append(cells)
-    if markdown:
-        return "\n".join("| " + " | ".join(c) + " |" for c in [head, ["---"] * len(head), *lines])
-    widths = [max(len(c) for c in col) for col in zip(head, *lines, strict=True)]
-    fmt_row = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
-    return "\n".join([fmt_row(head), "  ".join("-" * w for w in widths), *map(fmt_row, lines)])
+    return render_table(head, lines, markdown)
 
 
 # ---- main -----------------------------------------------------------------------------------
@@ -352,10 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    sizes = QUICK if args.quick else FULL
-    for key, default in sizes.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, default)
+    fill_sizes(args, QUICK if args.quick else FULL)
     if args.quick:
         args.set = QUICK_SET + args.set
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -11,4 +11,4 @@ OUT=${1:?output folder}
 shift
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv || true
-timeout 570 python benchmarks/metaworld/run.py --output "$OUT" --gpu --threads 8 "$@"
+timeout 570 python -m benchmarks.metaworld.run --output "$OUT" --gpu --threads 8 "$@"

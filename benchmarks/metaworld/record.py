@@ -16,7 +16,7 @@ Layout (huggingface/lerobot ``src/lerobot/datasets/utils.py``, codebase v3.0): `
 ``observation.images.corner`` as one concatenated AV1 mp4 (libsvtav1, yuv420p, g=2, crf 30:
 LeRobot's encoder settings) written by PyAV.
 
-    python benchmarks/metaworld/record.py --output bench/metaworld/data --tasks drawer-open button-press-topdown
+    python -m benchmarks.metaworld.record --output bench/metaworld/data --tasks drawer-open button-press-topdown
 """
 
 from __future__ import annotations
@@ -31,10 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from mw_env import OOD_VARIATIONS, expert_policy, make_env, success  # noqa: E402
+from benchmarks.metaworld.mw_env import OOD_VARIATIONS, expert_policy, make_env, success
 
 log = logging.getLogger("metaworld.record")
 

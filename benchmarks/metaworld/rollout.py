@@ -1,7 +1,7 @@
 """Roll BC policies out on the real Meta-World env, the policy seeing the ONNX export through
 ``FeatureObservationWrapper`` (frames rendered offscreen and encoded live, one step at a time).
 
-Run as its own process by ``run.py`` (``python rollout.py JOBS.json``): OpenGL (EGL/OSMesa) and
+Run as its own process by ``run.py`` (``python -m benchmarks.metaworld.rollout JOBS.json``): OpenGL (EGL/OSMesa) and
 the exporter's libraries are kept out of one process, and MuJoCo's GL state out of the trainer's.
 Each job writes one JSON (success per rollout, steps); a job whose JSON exists is skipped.
 """
@@ -13,17 +13,14 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
 ROLLOUT_SEED = 50_000  # the same starts for every encoder; no other split draws from this range
 
 
 def rollout_job(job: dict) -> dict:
     import torch
-    from bc import BCPolicy
-    from mw_env import make_env, success
 
+    from benchmarks.metaworld.bc import BCPolicy
+    from benchmarks.metaworld.mw_env import make_env, success
     from vidistill.robot_adapters import FeatureObservationWrapper
     from vidistill.runtime import load_encoder
 

@@ -20,9 +20,9 @@ Stages, each reused when its output exists (rerun the same command to resume):
 
 Nothing here is chosen by looking at held-out or rollout results.
 
-    python benchmarks/metaworld/run.py --output bench/metaworld              # the CPU size (see README)
-    python benchmarks/metaworld/run.py --output /tmp/mw --quick              # a smoke run
-    python benchmarks/metaworld/run.py --output bench/mw-gpu --gpu           # ViT-S/224 on a GPU
+    python -m benchmarks.metaworld.run --output bench/metaworld              # the CPU size (see README)
+    python -m benchmarks.metaworld.run --output /tmp/mw --quick              # a smoke run
+    python -m benchmarks.metaworld.run --output bench/mw-gpu --gpu           # ViT-S/224 on a GPU
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import statistics
 import subprocess
@@ -38,11 +37,9 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from bc import BCPolicy, BCSettings, history_inputs, train_bc  # noqa: E402
-from record import CAMERA_KEY, SPLITS, RecordSettings  # noqa: E402
+from benchmarks.common import fill_sizes, mean_ci, render_table
+from benchmarks.metaworld.bc import BCPolicy, BCSettings, history_inputs, train_bc
+from benchmarks.metaworld.record import CAMERA_KEY, SPLITS, RecordSettings
 
 log = logging.getLogger("metaworld.run")
 
@@ -85,7 +82,7 @@ def timed(record: dict, stage: str, seconds: float) -> None:
 def record_data(data: Path, settings: RecordSettings, args) -> dict:
     """record.py in a child process: MuJoCo's GL state never shares a process with the exporter."""
     if not all((data / split / "record.json").is_file() for split in SPLITS):
-        cmd = [sys.executable, str(HERE / "record.py"), "--output", str(data), "--tasks", *settings.tasks]
+        cmd = [sys.executable, "-m", "benchmarks.metaworld.record", "--output", str(data), "--tasks", *settings.tasks]
         for key in ("size", "horizon", "log_episodes", "demo_episodes", "heldout_episodes", "ood_episodes"):
             cmd += [f"--{key.replace('_', '-')}", str(getattr(settings, key))]
         subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
@@ -212,7 +209,7 @@ def rollouts(export: Path, jobs: list[tuple[str, str, int]], args, times: dict) 
         spec.parent.mkdir(parents=True, exist_ok=True)
         spec.write_text(json.dumps(todo, indent=2))
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-        subprocess.run([sys.executable, str(HERE / "rollout.py"), str(spec)], check=True, env=env)
+        subprocess.run([sys.executable, "-m", "benchmarks.metaworld.rollout", str(spec)], check=True, env=env)
         timed(times, "rollouts", time.perf_counter() - t0)
     return [json.loads(p.read_text()) for p in out]
 
@@ -239,19 +236,6 @@ def eval_actions(exports: list[Path], split: str, args, times: dict) -> dict | N
 
 # ---- the table ------------------------------------------------------------------------------
 
-T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
-
-
-def mean_ci(vals: list[float]) -> dict:
-    """Mean and the half-width of a 95% t interval (over seed x task cells)."""
-    n = len(vals)
-    if n == 0:
-        return {"mean": None, "ci95": None, "n": 0}
-    m = statistics.fmean(vals)
-    ci = T95.get(n - 1, 1.96) * statistics.stdev(vals) / math.sqrt(n) if n > 1 else None
-    return {"mean": m, "ci95": ci, "n": n, "values": vals}
-
-
 def summarise(results: list[dict], rows: list[str]) -> dict:
     table = {}
     for slug in rows:
@@ -263,7 +247,7 @@ def summarise(results: list[dict], rows: list[str]) -> dict:
     return table
 
 
-def _cell(m: dict) -> str:
+def _cell(m: dict) -> str:  # a mean_ci: ± its 95% interval
     if m["mean"] is None:
         return "–"
     return f"{m['mean']:.0f}" if m["ci95"] is None else f"{m['mean']:.0f} ± {m['ci95']:.0f}"
@@ -279,10 +263,7 @@ def format_table(table: dict, actions: dict, markdown: bool = False) -> str:
         for s in r2_cols:
             cells.append(actions_r2(actions[s], slug))
         lines.append(cells)
-    if markdown:
-        return "\n".join("| " + " | ".join(c) + " |" for c in [head, ["---"] * len(head), *lines])
-    widths = [max(len(c) for c in col) for col in zip(head, *lines, strict=True)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) for cells in [head, *lines])
+    return render_table(head, lines, markdown)
 
 
 def actions_r2(report: dict, slug: str, target: str = "action") -> str:
@@ -321,10 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    sizes = QUICK if args.quick else GPU if args.gpu else CPU
-    for key, default in sizes.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, default)
+    fill_sizes(args, QUICK if args.quick else GPU if args.gpu else CPU)
     if args.quick:
         args.set = QUICK_SET + args.set
     args.backend = args.backend or ("auto" if args.gpu else "onnx")
@@ -350,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     recorded_seconds = {k: v["seconds"] for k, v in recorded.items()}
     args.splits = {"demos": read_split(args.output / "data" / "demos")}
 
-    from mw_env import OOD_VARIATIONS
+    from benchmarks.metaworld.mw_env import OOD_VARIATIONS
 
     results, exports = [], []
 

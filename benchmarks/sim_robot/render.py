@@ -25,7 +25,7 @@ cameras; the adaptation benchmark's "robot's own footage", ``benchmarks/adapt``)
 
 Usage::
 
-    python benchmarks/sim_robot/render.py --output data/sim --episodes 8 --frames 300 --size 256 --seed 0
+    python -m benchmarks.sim_robot.render --output data/sim --episodes 8 --frames 300 --size 256 --seed 0
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ training reads stay the same); ``data/chunk-000/file-000.parquet``; ``meta/info.
 ``meta/episodes/chunk-000/file-000.parquet``, ``meta/tasks.parquet``, ``meta/stats.json``.
 ``--check`` re-renders a few frames from the rebuilt trajectory and compares them with the video.
 
-    python benchmarks/sim_robot/sample_log.py --videos RENDER/videos --output examples/robot_logs
+    python -m benchmarks.sim_robot.sample_log --videos RENDER/videos --output examples/robot_logs
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import render  # noqa: E402  (render.py beside this file: the trajectories' own code)
+from benchmarks.sim_robot import render  # the trajectories' own code
 
 CAMERA = "observation.images.front"
 TASK = "move the arm over the table"

@@ -6,8 +6,8 @@ for each seed; its teacher is then probed on the HELD-OUT probe sets (train on s
 set B; never on training video): Fast-LP segmentation (mIoU) and a linear depth probe (RMSE,
 delta<1.25). Collapse is read from each run's ``log.jsonl``.
 
-    python benchmarks/sim_robot/table1.py --output bench/table1                 # hours on 2 cores
-    python benchmarks/sim_robot/table1.py --output /tmp/t1 --quick              # minutes, 1 seed
+    python -m benchmarks.sim_robot.table1 --output bench/table1                 # hours on 2 cores
+    python -m benchmarks.sim_robot.table1 --output /tmp/t1 --quick              # minutes, 1 seed
 
 Rerunning the same command resumes: finished runs are not retrained (the trainer resumes a run
 folder) and probed runs are not re-probed (``results/*.json``); ``--force-probe`` redoes probes.
@@ -19,11 +19,12 @@ import argparse
 import json
 import logging
 import math
-import statistics
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+
+from benchmarks.common import fill_sizes, mean_std_cell, render_table, stats, weight_drift
 
 log = logging.getLogger("sim_robot.table1")
 
@@ -113,15 +114,6 @@ METRICS = (  # key in a result, column title, format, higher is better
 )
 
 
-def _stats(vals: list[float]) -> dict:
-    vals = [v for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
-    return {
-        "mean": statistics.fmean(vals) if vals else None,
-        "std": statistics.stdev(vals) if len(vals) > 1 else None,
-        "values": vals,
-    }
-
-
 def aggregate(results: list[dict], branch: str = "teacher") -> dict:
     """Per variant: mean and sample std over seeds of each metric, collapse counts and how far
     the backbones moved from their init. ``branch="student"`` aggregates the student probes
@@ -136,9 +128,9 @@ def aggregate(results: list[dict], branch: str = "teacher") -> dict:
             continue
         row: dict = {"seeds": [r["seed"] for r in runs]}
         for key, *_ in METRICS:
-            row[key] = _stats([r.get(key) for r in runs])
+            row[key] = stats([r.get(key) for r in runs])
         for b in ("teacher", "student"):
-            row[f"{b}_drift"] = _stats([r.get("weight_drift", {}).get(b) for r in runs])
+            row[f"{b}_drift"] = stats([r.get("weight_drift", {}).get(b) for r in runs])
         row["collapsed_runs"] = sum(bool(r.get("collapse", {}).get("collapsed")) for r in runs)
         row["ever_collapsed_runs"] = sum(bool(r.get("collapse", {}).get("ever_collapsed")) for r in runs)
         table[variant] = row
@@ -150,28 +142,15 @@ def format_table(table: dict, branch: str = "teacher", markdown: bool = False) -
     runs and how far the probed backbone moved from its init (% of its weight norm)."""
     head = ["Method", *(title for _, title, _, _ in METRICS), "collapsed", f"{branch} moved"]
 
-    def cell(m: dict, fmt: str) -> str:
-        if m["mean"] is None:
-            return "–"
-        if m["std"] is None:
-            return fmt.format(m["mean"])
-        return f"{fmt.format(m['mean'])} ± {fmt.format(m['std'])}"
-
     lines = []
     for variant, row in table.items():
-        cells = [variant, *(cell(row[key], fmt) for key, _, fmt, _ in METRICS)]
+        cells = [variant, *(mean_std_cell(row[key], fmt) for key, _, fmt, _ in METRICS)]
         n = len(row["seeds"])
         cells.append("–" if variant == "random init" else f"{row['collapsed_runs']}/{n}")
         drift = row[f"{branch}_drift"]
         cells.append("–" if drift["mean"] is None else f"{100 * drift['mean']:.1f}%")
         lines.append(cells)
-    if markdown:
-        return "\n".join("| " + " | ".join(row) + " |" for row in [head, ["---"] * len(head), *lines])
-    widths = [max(len(str(c)) for c in col) for col in zip(head, *lines, strict=True)]
-    fmt_row = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
-    out = [fmt_row(head), "  ".join("-" * w for w in widths)]
-    out += [fmt_row(c) for c in lines]
-    return "\n".join(out)
+    return render_table(head, lines, markdown)
 
 
 # ---- one run --------------------------------------------------------------------------------
@@ -213,25 +192,6 @@ def probe_run(encoder_path: Path, probe_dir: Path, iters: int, probe_size: int |
         "probe_image_size": seg["image_size"],
         "grid": seg["grid"],
     }
-
-
-def weight_drift(run_dir: Path, init_ckpt: Path) -> dict:
-    """How far each backbone moved from its initialisation: ||w - w0|| / ||w0|| over all backbone
-    weights. A slow EMA teacher (momentum near 1) stays close to its random init, which mutes
-    every row's difference from "random init"; this says by how much."""
-    from vidistill.runtime.checkpoints import load_checkpoint
-
-    init = load_checkpoint(init_ckpt)["teacher"]
-    state = load_checkpoint(Path(run_dir) / "checkpoint.pt")
-    out = {}
-    for branch in ("teacher", "student"):
-        num = den = 0.0
-        for key, w0 in init.items():
-            if key.startswith("backbone.") and w0.is_floating_point():
-                num += float((state[branch][key].float() - w0.float()).pow(2).sum())
-                den += float(w0.float().pow(2).sum())
-        out[branch] = math.sqrt(num / den) if den else None
-    return out
 
 
 def init_checkpoint(args, videos: list[str], seed: int, extra: dict) -> Path:
@@ -280,7 +240,9 @@ def run_variant(variant: str, seed: int, args, videos: list[str], probe_dir: Pat
                  collapse.get("collapsed"))
     # Diagnostics, added to earlier results on a rerun too.
     if overrides is not None and "weight_drift" not in result:
-        result["weight_drift"] = weight_drift(Path(result["run_dir"]), init_ckpt)
+        from vidistill.runtime.checkpoints import backbone_state
+
+        result["weight_drift"] = weight_drift(Path(result["run_dir"]) / "checkpoint.pt", backbone_state(init_ckpt)[0])
     if args.probe_student and overrides is not None and "student" not in result:
         log.info("%s: probing the student backbone (diagnostic)", slug)
         result["student"] = probe_run(Path(result["run_dir"]), probe_dir, args.probe_iters, args.probe_size,
@@ -301,9 +263,8 @@ def ensure_data(args) -> tuple[list[str], Path]:
     if not manifest.is_file():
         if args.data:
             raise SystemExit(f"{data}: no manifest.json; render it first: "
-                             f"python benchmarks/sim_robot/render.py --output {data}")
-        sys.path.insert(0, str(Path(__file__).parent))
-        from render import render_benchmark
+                             f"python -m benchmarks.sim_robot.render --output {data}")
+        from benchmarks.sim_robot.render import render_benchmark
 
         log.info("rendering the benchmark into %s", data)
         render_benchmark(data, episodes=args.episodes, frames=args.frames, size=args.size, seed=args.render_seed,
@@ -351,10 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    sizes = QUICK if args.quick else FULL
-    for key, default in sizes.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, default)
+    fill_sizes(args, QUICK if args.quick else FULL)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     args.output.mkdir(parents=True, exist_ok=True)

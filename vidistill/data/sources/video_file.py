@@ -6,7 +6,7 @@ Why PyAV. Robot logs are AV1 (LeRobot: libsvtav1, keyframe every 2 frames), H.26
 The OpenCV wheel we had (opencv-python-headless 5.0.0.93) opens AV1 files and decodes 0 frames
 (its FFmpeg has no AV1 decoder). PyAV ships its own FFmpeg with dav1d (no system FFmpeg) and
 decodes all of these; torchcodec is faster at batched random access but needs a system FFmpeg
-and matches one torch version. Measured (``python benchmarks/bench_data.py --size 640x480``, 2
+and matches one torch version. Measured (``python -m benchmarks.bench_data --size 640x480``, 2
 shared cores, one decoder thread as in a DataLoader worker; a clip = K=3 frames 30 apart at a
 random start, ms per clip; every frame checked equal to the sequential decode):
 
