@@ -57,6 +57,77 @@ def distillation_stats(loss: torch.Tensor, probs: torch.Tensor) -> DistillationS
     return DistillationStats(loss, mean_entropy, loss - mean_entropy, used)
 
 
+# Rows per chunk of the chunked cross-entropy: ~16M float32 elements (64 MB) per temporary at any
+# out_dim (1024 rows at out_dim 16384), however many rows the batch has.
+CHUNK_ELEMENTS = 1 << 24
+
+
+class _ChunkedSoftCrossEntropy(torch.autograd.Function):
+    """Per row: H(σ_τT(t − c), σ_τS(s)), the teacher's entropy H(σ_τT(t − c)), and the sum over rows
+    of the teacher's probabilities, computed ``chunk`` rows at a time.
+
+    The unchunked expression holds several [rows, out_dim] float32 temporaries at once (centred
+    and scaled teacher, its softmax, the student's log-softmax saved for backward, their
+    product) and as many again in backward: at the paper's dense shapes (64·2·196 rows × 16384)
+    each is 1.6 GB. Here only one chunk's temporaries live at a time, plus the gradient with
+    respect to the student's logits, (σ_τS(s) − p)/τS per row (Σp = 1), which forward writes chunk by
+    chunk into one [rows, out_dim] tensor that backward scales in place by the incoming gradient
+    (the same expression autograd differentiates; equal up to float rounding, tested).
+    """
+
+    @staticmethod
+    def forward(ctx, student: torch.Tensor, teacher: torch.Tensor, centre: torch.Tensor,
+                teacher_temp: float, student_temp: float, chunk: int):
+        rows = student.shape[0]
+        ce = student.new_empty(rows, dtype=torch.float32)
+        target_entropy = torch.empty_like(ce)
+        prob_sum = torch.zeros(student.shape[-1], dtype=torch.float32, device=student.device)
+        grad = torch.empty(student.shape, dtype=torch.float32, device=student.device) if ctx.needs_input_grad[0] else None
+        for start in range(0, rows, chunk):
+            part = slice(start, start + chunk)
+            p = teacher_probs(teacher[part], centre, teacher_temp)
+            scaled = student[part].float() / student_temp
+            ce[part] = -(p * F.log_softmax(scaled, dim=-1)).sum(dim=-1)
+            target_entropy[part] = entropy(p)
+            prob_sum += p.sum(dim=0)
+            if grad is not None:  # Σp = 1 (a softmax): the gradient is (σ_τS(s) − p)/τS
+                # softmax again, not exp(log-softmax): torch's exp is 3-10x slower on CPU (measured)
+                grad[part] = F.softmax(scaled, dim=-1).sub_(p).div_(student_temp)
+        ctx.grad, ctx.dtype = grad, student.dtype
+        ctx.mark_non_differentiable(target_entropy, prob_sum)
+        return ce, target_entropy, prob_sum
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_ce: torch.Tensor, _entropy, _prob_sum):
+        grad, ctx.grad = ctx.grad, None  # scaled in place: a second backward has nothing to use
+        if grad is None:
+            raise RuntimeError("chunked soft cross-entropy: backward called twice (retain_graph is not supported)")
+        return grad.mul_(grad_ce.unsqueeze(-1)).to(ctx.dtype), None, None, None, None, None
+
+
+def chunked_distillation(
+    student_out: torch.Tensor, teacher_out: torch.Tensor, centre: torch.Tensor, teacher_temp: float,
+    student_temp: float, chunk_elements: int = CHUNK_ELEMENTS,
+) -> tuple[torch.Tensor, DistillationStats]:
+    """Mean over rows of H(σ_τT(z_T − c), σ_τS(z_S)) and its :class:`DistillationStats`, the same
+    numbers as :func:`teacher_probs` → :func:`soft_cross_entropy` → :func:`distillation_stats`
+    without holding any [rows, out_dim] temporary whole (:class:`_ChunkedSoftCrossEntropy`).
+    ``student_out`` and ``teacher_out``: (..., out_dim) of the same shape."""
+    if student_out.shape != teacher_out.shape:
+        raise ValueError(f"student and teacher shapes differ: {tuple(student_out.shape)} vs {tuple(teacher_out.shape)}")
+    out_dim = student_out.shape[-1]
+    student, teacher = student_out.reshape(-1, out_dim), teacher_out.detach().reshape(-1, out_dim)
+    chunk = max(1, chunk_elements // out_dim)
+    ce, target_entropy, prob_sum = _ChunkedSoftCrossEntropy.apply(
+        student, teacher, centre.detach(), teacher_temp, student_temp, chunk)
+    loss = ce.mean()
+    with torch.no_grad():
+        mean_entropy = target_entropy.mean()
+        used = torch.exp(entropy(prob_sum / student.shape[0]))
+        return loss, DistillationStats(loss.detach(), mean_entropy, loss.detach() - mean_entropy, used)
+
+
 class DistillationLoss(nn.Module):
     """What every loss here shares: the student temperature τ_S and its own teacher centre."""
 

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vidistill.objective.cross_entropy import (
-    DistillationLoss,
-    DistillationStats,
-    distillation_stats,
-    soft_cross_entropy,
-    teacher_probs,
-)
+from vidistill.objective.cross_entropy import DistillationLoss, DistillationStats, chunked_distillation
 
 
 class DenseNextFrameLoss(DistillationLoss):
@@ -30,8 +24,8 @@ class DenseNextFrameLoss(DistillationLoss):
                 f"expected (B, K-1, P, out_dim) for both, got {tuple(student_pred.shape)} "
                 f"and {tuple(teacher_out.shape)}"
             )
-        p_t = teacher_probs(teacher_out, self.centre.value, teacher_temp)
-        loss = soft_cross_entropy(p_t, student_pred, self.student_temp).mean()
-        stats = distillation_stats(loss, p_t)
+        # Chunked over rows: the [B·(K−1)·P, out_dim] temporaries are never held whole.
+        loss, stats = chunked_distillation(student_pred, teacher_out, self.centre.value, teacher_temp,
+                                           self.student_temp)
         self.centre.update(teacher_out)
         return loss, stats
