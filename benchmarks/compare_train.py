@@ -6,7 +6,8 @@ Each round runs every variant once, in turn, as its own ``python -m vidistill tr
 the median over rounds of its run's median clips/s after the first ``--skip`` steps (start-up and
 warm-up excluded). The load average is printed with the table.
 
-    # baseline tree: git worktree add /tmp/base 7501bf6 (then run with its code on PYTHONPATH)
+    # a commit (its vidistill/ from git archive) against this tree
+    python -m benchmarks.compare_train --video VIDEO --rev before=5f684e2 --tree after=. --rounds 3
     python -m benchmarks.compare_train --video VIDEO --tree base=/tmp/base --tree now=. --rounds 3
     python -m benchmarks.compare_train --video VIDEO --variant "w2=--num-workers 2" \\
         --variant "w1=--num-workers 1" --variant "w0=--num-workers 0" --variant "w2 t1=--num-workers 2 @OMP_NUM_THREADS=1"
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,6 +72,14 @@ def run_variant(v: Variant, video: str, preset: str, steps: int, skip: int, work
     return run_clips_per_s(out / "run" / "log.jsonl", skip)
 
 
+def unpack_rev(rev: str, folder: Path) -> Path:
+    """``rev``'s ``vidistill/`` package (``git archive``) in ``folder``, a tree to run."""
+    folder.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", rev, "vidistill"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
 def load() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -83,13 +93,19 @@ def main() -> None:
     p.add_argument("--preset", default="cpu-tiny")
     p.add_argument("--tree", action="append", default=[], metavar="LABEL=PATH",
                    help="a source tree to run (default: this one)")
+    p.add_argument("--rev", action="append", default=[], metavar="LABEL=REV",
+                   help="a commit of this repository to run (its vidistill/, unpacked to a temporary folder)")
     p.add_argument("--variant", action="append", default=[], metavar="LABEL=ARGS",
                    help="extra train arguments (in each tree)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--skip", type=int, default=3, help="first steps left out of the median")
     p.add_argument("--rounds", type=int, default=3)
     a = p.parse_args()
-    trees = [(lbl, Path(path)) for lbl, _, path in (t.partition("=") for t in a.tree)] or [("", Path("."))]
+    video = str(Path(a.video).resolve())  # each run's working directory is its tree
+    work = Path(tempfile.mkdtemp(prefix="vidistill-compare-"))
+    trees = [(lbl, unpack_rev(rev, work / f"rev-{lbl}")) for lbl, _, rev in (r.partition("=") for r in a.rev)]
+    trees += [(lbl, Path(path)) for lbl, _, path in (t.partition("=") for t in a.tree)]
+    trees = trees or [("", Path("."))]
     variants = []
     for tl, tp in trees:
         for text in a.variant or ["default="]:
@@ -98,10 +114,12 @@ def main() -> None:
             variants.append(v)
     before = load()
     rates: dict[str, list[float]] = {v.label: [] for v in variants}
-    with tempfile.TemporaryDirectory(prefix="vidistill-compare-") as tmp:
+    try:
         for _ in range(a.rounds):
             for v in variants:
-                rates[v.label].append(run_variant(v, a.video, a.preset, a.steps, a.skip, Path(tmp)))
+                rates[v.label].append(run_variant(v, video, a.preset, a.steps, a.skip, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     base = statistics.median(rates[variants[0].label])
     print(f"load (1/5/15 min) {before} -> {load()}; {a.rounds} rounds x {a.steps} steps, median after step {a.skip}")
     print(f"{'variant':32s} {'clips/s':>8s} {'vs first':>8s}  rounds")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -108,11 +107,10 @@ def test_real_dataloader_batches(episode_tree, video_file):
     seen = []
     for n, batch in enumerate(loader):
         assert isinstance(batch, ClipBatch)
-        assert batch.globals.shape == (4, 3, 3, 96, 96) and batch.globals.dtype == torch.float32
-        assert batch.locals.shape == (4, 2, 5, 3, 48, 48) and batch.locals.dtype == torch.float32
-        assert torch.isfinite(batch.globals).all() and torch.isfinite(batch.locals).all()
-        # Normalised: roughly zero-centred, not [0, 255] or [0, 1].
-        assert -3 < batch.globals.mean().item() < 3 and batch.globals.min() < 0
+        # uint8 across the worker boundary (the trainer normalises on the device)
+        assert batch.globals.shape == (4, 3, 3, 96, 96) and batch.globals.dtype == torch.uint8
+        assert batch.locals.shape == (4, 2, 5, 3, 48, 48) and batch.locals.dtype == torch.uint8
+        assert batch.globals.float().std() > 10  # image content, not a constant
         seen += batch.clip_ids.tolist()
         if n == 3:
             break
@@ -143,7 +141,7 @@ def test_objective_picks_clip_length_and_views(episode_tree, objective, delta, f
         assert ds.index.frame_stride == (delta if delta else 1)
     else:
         assert batch.globals.shape == (2, 3, 3, 96, 96) and batch.locals.shape == (2, 2, 5, 3, 48, 48)
-    assert np.isfinite(batch.globals.numpy()).all()
+    assert batch.globals.dtype == torch.uint8 and batch.globals.float().std() > 0
 
 
 def test_iterating_the_loader_leaves_the_global_rng_alone(episode_tree):

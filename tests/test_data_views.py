@@ -13,7 +13,7 @@ from torchvision.transforms.v2 import functional as tvf
 
 from vidistill.config import build_config
 from vidistill.data import views as V
-from vidistill.data.views import Box, ClipViews, FrameViews, build_views
+from vidistill.data.views import Box, ClipViews, FrameViews, Normalise, build_views
 
 
 def data_cfg(**over):
@@ -31,12 +31,6 @@ def pattern(h=192, w=256, seed=0) -> np.ndarray:
 
 def flat(value: int, h=192, w=256) -> np.ndarray:
     return np.full((h, w, 3), value, np.uint8)
-
-
-def unnormalise(x: torch.Tensor, data) -> torch.Tensor:
-    mean = torch.tensor(data.mean).view(3, 1, 1)
-    std = torch.tensor(data.std).view(3, 1, 1)
-    return (x * std + mean) * 255
 
 
 # ------------------------------------------------------------------------------ colour ops
@@ -112,8 +106,8 @@ def test_clip_views_shapes_and_shared_geometry():
     assert len(set(params.local_boxes)) == 10  # each local its own geometry
     assert len(set(params.global_color.hue.tolist())) == 3  # independent colour per frame
     sample = views.apply(frames, params)
-    assert sample.globals.shape == (3, 3, 96, 96) and sample.globals.dtype == torch.float32
-    assert sample.locals.shape == (2, 5, 3, 48, 48) and sample.locals.dtype == torch.float32
+    assert sample.globals.shape == (3, 3, 96, 96) and sample.globals.dtype == torch.uint8
+    assert sample.locals.shape == (2, 5, 3, 48, 48) and sample.locals.dtype == torch.uint8
 
 
 def test_global_crop_is_identical_across_frames_while_colour_differs():
@@ -142,17 +136,27 @@ def test_views_render_the_sampled_box_of_the_right_frame():
     )
     if params.global_flips[0]:
         ref = ref.flip(-1)
-    torch.testing.assert_close(unnormalise(out.globals[0], data), ref.float(), atol=1e-3, rtol=0)
+    assert torch.equal(out.globals[0], ref)
     # Frame routing: global k shows frame k; locals of group j come from frame j+1.
     routed = views.apply([flat(20), flat(120), flat(220)], params)
-    assert [round(unnormalise(g, data).mean().item()) for g in routed.globals] == [20, 120, 220]
-    assert [round(unnormalise(g, data).mean().item()) for g in routed.locals[:, 0]] == [120, 220]
+    assert [round(g.float().mean().item()) for g in routed.globals] == [20, 120, 220]
+    assert [round(g.float().mean().item()) for g in routed.locals[:, 0]] == [120, 220]
 
 
 def test_normalisation_uses_config_mean_and_std():
     data = data_cfg(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     out = ClipViews(data, color=False)([flat(255)] * 3, np.random.default_rng(0))
-    torch.testing.assert_close(out.globals, torch.full_like(out.globals, 2.0))
+    x = Normalise(data.mean, data.std)(out.globals)
+    assert x.dtype == torch.float32 and x.shape == out.globals.shape
+    torch.testing.assert_close(x, torch.full_like(x, 2.0))
+    # ImageNet's statistics on every grey level, any leading dims: (x/255 − mean)/std per channel.
+    data = data_cfg()
+    levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 16, 16).expand(2, 1, 3, 16, 16)
+    mean, std = torch.tensor(data.mean).view(3, 1, 1), torch.tensor(data.std).view(3, 1, 1)
+    ref = (levels.double() / 255 - mean.double()) / std.double()
+    torch.testing.assert_close(Normalise(data.mean, data.std)(levels).double(), ref, atol=1e-6, rtol=0)
+    with pytest.raises(TypeError, match="uint8"):
+        Normalise(data.mean, data.std)(x)  # already floats: normalising twice would be silent
 
 
 def test_frame_views_plain_and_time_aug():
@@ -166,8 +170,8 @@ def test_frame_views_plain_and_time_aug():
 
     time_aug = FrameViews(data, time_aug=True, color=False)
     out = time_aug([flat(40), flat(200)], np.random.default_rng(0))
-    assert [round(unnormalise(g, data).mean().item()) for g in out.globals] == [40, 200]
-    assert [round(unnormalise(v, data).mean().item()) for v in out.locals[0]] == [40] * 5 + [200] * 5
+    assert [round(g.float().mean().item()) for g in out.globals] == [40, 200]
+    assert [round(v.float().mean().item()) for v in out.locals[0]] == [40] * 5 + [200] * 5
 
 
 @pytest.mark.parametrize(("objective", "delta", "cls", "inputs"), [

@@ -233,7 +233,7 @@ def test_every_table1_row_shows_the_student_as_many_views_as_the_method(objectiv
     """The DINO baselines' student sees 2 globals + (K−1)·L locals, the method's 2 + (K−1)·L."""
     import numpy as np
 
-    from vidistill.data.views import build_views, clip_frames
+    from vidistill.data.views import Normalise, build_views, clip_frames
     from vidistill.objective import build_objective
 
     def student_views_per_clip(cfg) -> int:
@@ -241,7 +241,8 @@ def test_every_table1_row_shows_the_student_as_many_views_as_the_method(objectiv
         sample = build_views(cfg, color=False)(frames, np.random.default_rng(0))
         student = Student(cfg)
         seen = _frames_seen(student.backbone)
-        build_objective(cfg)(student, Teacher(student), sample.globals[None], sample.locals[None], TAU_T)
+        norm = Normalise(cfg.data.mean, cfg.data.std)
+        build_objective(cfg)(student, Teacher(student), norm(sample.globals[None]), norm(sample.locals[None]), TAU_T)
         return sum(x.shape[0] for x in seen)
 
     base = {"data.global_size": 32, "data.local_size": 16, "model.out_dim": 64, "data.pre_crop": False}

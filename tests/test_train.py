@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from vidistill.config import build_config
+from vidistill.data.views import Normalise
 from vidistill.runtime.checkpoints import load_checkpoint
 from vidistill.train import train
 
@@ -56,6 +57,9 @@ def test_cli_trains_logs_checkpoints_and_a_rerun_resumes(videos, tmp_path):
     r = run_cli("train", "--video", str(videos[0].parent), "--output", str(out), "--max-steps", "4", *TINY)
     assert r.returncode == 0, r.stderr
     assert f"next: vidistill export {shlex.quote(str(out))} --onnx" in r.stdout
+    # The core plan, logged at start: OMP_NUM_THREADS (ENV: 1) wins; OpenMP threads wait passively.
+    policy = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    assert f": 1 torch threads, 1 inter-op, 0 DataLoader workers, OpenMP wait policy {policy}" in r.stderr
     records = read_log(out)
     assert [x["step"] for x in records] == [1, 2, 3, 4]
     for key in ("loss", "dense/loss", "global/loss", "lr", "teacher_entropy", "kl", "clips_per_s", "collapsed"):
@@ -193,7 +197,8 @@ def test_objectives_compute_their_own_losses_on_the_same_batch(videos, tmp_path)
     teacher = Teacher(student)
     losses = {}
     for objective in Objective:
-        globals_, locals_ = batch.globals, batch.locals
+        norm = Normalise(cfg.data.mean, cfg.data.std)
+        globals_, locals_ = norm(batch.globals), norm(batch.locals)
         if objective is Objective.DINO:  # two global views (frames t, t+Δ) and the locals of one
             globals_, locals_ = globals_[:, :2], locals_[:, :1]
         with torch.no_grad():

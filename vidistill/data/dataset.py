@@ -17,7 +17,7 @@ from vidistill.config import Config
 from vidistill.data.clips import ClipIndex, ClipSampler, select_usable
 from vidistill.data.sources import VideoSource, discover_sources
 from vidistill.data.views import ClipSample, ClipViews, FrameViews, build_views, clip_frames
-from vidistill.data.workers import exit_with_parent, worker_context
+from vidistill.data.workers import exit_with_parent, loader_workers, worker_context
 from vidistill.errors import VideoError
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ MAX_CLIP_RETRIES = 16
 
 @dataclass
 class ClipBatch:
-    """A batch of views, float32, normalised with the config's mean/std.
+    """A batch of views, uint8 RGB (the trainer normalises them on the device: ``views.Normalise``).
 
     * ``globals``: (B, G, 3, H, W). Method: G = K frames of the clip, shared geometry.
       DINO baselines: G = 2 global views of one frame (time-aug: of two frames Δ apart).
@@ -151,9 +151,7 @@ def build_dataloader(cfg: Config, rank: int = 0, world_size: int = 1) -> tuple[D
     sampler = ClipSampler(
         dataset.index, shuffle=True, seed=cfg.train.seed, num_replicas=world_size, rank=rank,
     )
-    workers = max(0, int(cfg.data.num_workers))
-    if workers:
-        workers = min(workers, os.cpu_count() or workers)
+    workers = loader_workers(cfg.data.num_workers)
     if rank == 0:
         log.info(
             "data: %d sources, %d clips (%d per process per epoch), %d workers",

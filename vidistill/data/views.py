@@ -247,9 +247,32 @@ def apply_photometric(views: np.ndarray, p: Photometric) -> np.ndarray:
 
 
 # ====================================================================================== views
+class Normalise:
+    """uint8 views → float32 ``(x/255 − mean)/std``, on the views' device.
+
+    The views cross the DataLoader's worker boundary as uint8 (a quarter of float32's bytes to
+    pickle, pin and copy to the GPU) and become floats where the model runs: the trainer calls
+    this after the move to the device. Same float32 ops in the same order as the worker did
+    before (one multiply, one subtract, element by element), so the result is bit-identical.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu"):
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.scale = (1.0 / (255.0 * std_t)).to(device)
+        self.shift = (mean_t / std_t).to(device)
+
+    def __call__(self, views: torch.Tensor) -> torch.Tensor:
+        """(..., 3, H, W) uint8 → float32 of the same shape."""
+        if views.dtype != torch.uint8:
+            raise TypeError(f"expected uint8 views, got {views.dtype}")
+        return views.to(torch.float32).mul_(self.scale).sub_(self.shift)
+
+
 @dataclass
 class ClipSample:
-    """Views of one clip: ``globals`` (G, 3, H, W), ``locals`` (Gl, L, 3, h, w), float32, normalised.
+    """Views of one clip: ``globals`` (G, 3, H, W), ``locals`` (Gl, L, 3, h, w), uint8 RGB
+    (:class:`Normalise` makes them the model's float input).
 
     Method: G = K frames, Gl = K−1 (locals of frames 1..K−1). DINO baselines: G = 2 global views,
     Gl = 1 (all (K−1)·L locals of the image, or of the two frames for time-aug).
@@ -281,9 +304,6 @@ class _ViewBuilder:
     def __init__(self, data: DataConfig, color: bool = True):
         self.data = data
         self.color = color  # False: geometry only (tests, debugging, visualisation)
-        mean = torch.tensor(data.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(data.std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.scale, self.shift = 1.0 / (255.0 * std), mean / std
         self.global_sigma_scale = data.global_size / DINO_GLOBAL_SIZE
         self.local_sigma_scale = data.local_size / DINO_LOCAL_SIZE
 
@@ -322,8 +342,7 @@ class _ViewBuilder:
             views[members] = crop_resize([frames[which[i]] for i in members], box, size, flip)
         if self.color:
             apply_photometric(views, color)
-        x = torch.from_numpy(views).permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
-        return x.mul_(self.scale).sub_(self.shift)  # (x/255 − mean)/std in two ops
+        return torch.from_numpy(views).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW; Normalise on the device
 
 
 class ClipViews(_ViewBuilder):

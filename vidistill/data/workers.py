@@ -28,6 +28,20 @@ START_METHOD = "spawn"
 _POLL_SECONDS = 0.5
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's or ``taskset``'s
+    limit, not the machine's count), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def loader_workers(requested: int) -> int:
+    """DataLoader worker processes for ``data.num_workers``: as many as asked, at most one per core."""
+    return min(max(0, int(requested)), usable_cores())
+
+
 def worker_context() -> multiprocessing.context.BaseContext:
     """The multiprocessing context of every helper process vidistill starts."""
     return multiprocessing.get_context(START_METHOD)

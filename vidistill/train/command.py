@@ -116,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from vidistill.errors import VidistillError
+    from vidistill.train.cores import prefer_passive_waiting
 
+    prefer_passive_waiting()  # first: before anything loads torch (vidistill.train.cores says why)
     cfg = build_config_from_args(args)
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))  # noqa: T201 - CLI output

@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from vidistill.config import Config, config_from_dict, default_output
 from vidistill.data import build_dataloader
+from vidistill.data.views import Normalise
 from vidistill.errors import CheckpointError, TrainingError, VidistillError
 from vidistill.model import Student, Teacher, update_teacher
 from vidistill.model.backbone import contract_of
@@ -37,6 +38,7 @@ from vidistill.train.adaptation import (
     with_gram_anchor,
 )
 from vidistill.train.checkpoint import atomic_save, build_state
+from vidistill.train.cores import CorePlan
 from vidistill.train.distributed import (
     DistributedContext,
     broadcast_flag,
@@ -134,6 +136,7 @@ class Trainer:
                                    cfg.data.std, cfg.model.model_args)  # the one an export of this run carries
             pixels = probe_pixels(self.loader.dataset, cfg.adapt.drift_images, contract)
             self.drift = FeatureDriftProbe.at_init(self.teacher.backbone, pixels)
+        self.normalise = Normalise(cfg.data.mean, cfg.data.std, self.device)  # the batches are uint8
         self.amp_dtype = autocast_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step = 0  # optimiser steps done; the epoch and the position in it follow from it
@@ -272,8 +275,8 @@ class Trainer:
         set_hyperparameters(self.optimizer, sch.lr[step], sch.weight_decay[step], sch.backbone_lr_factor(step))
         tau_t = sch.teacher_temp[step]
         with phase("to device"):
-            globals_ = batch.globals.to(self.device, non_blocking=True)
-            locals_ = batch.locals.to(self.device, non_blocking=True)
+            globals_ = self.normalise(batch.globals.to(self.device, non_blocking=True))
+            locals_ = self.normalise(batch.locals.to(self.device, non_blocking=True))
 
         with phase("forward + losses"), torch.autocast(
             self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
@@ -445,8 +448,14 @@ def _train_locked(cfg: Config, ctx: DistributedContext) -> Path:
     # cpu-tiny step). Flushing them to zero changes no result that matters. The flag is
     # process-wide, so it is put back (to torch's default, off) when training returns.
     flush = ctx.device.type == "cpu" and torch.set_flush_denormal(True)
+    plan = CorePlan.for_run(cfg.data.num_workers)
+    threads = torch.get_num_threads()
+    plan.apply()
+    if ctx.is_main:
+        log.info("cpu: %s", plan.describe())
     try:
         return Trainer(cfg, ctx).fit()
     finally:
+        torch.set_num_threads(threads)  # process-wide, like the flag: put back for the caller
         if flush:
             torch.set_flush_denormal(False)
