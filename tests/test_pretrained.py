@@ -290,19 +290,20 @@ def test_head_warmup_freezes_the_backbone_then_unfreezes_it(video_file, inits, t
 
 
 def test_gram_loss_is_zero_at_init_and_grows_as_the_student_moves():
-    from vidistill.objective.gram import GramAnchor, gram_loss
-
-    cfg = build_config("cpu-tiny", overrides={"model.arch": "vit_small_patch16_dinov3", "model.model_args": TINY})
-    torch.manual_seed(0)
     from vidistill.model.backbone import build_backbone, split_tokens
+    from vidistill.objective.gram import gram_loss
+    from vidistill.train.adaptation import GramAnchor
 
+    cfg = build_config("cpu-tiny", overrides={"model.arch": "vit_small_patch16_dinov3", "model.model_args": TINY,
+                                              "data.global_size": 64, "data.local_size": 32})
+    torch.manual_seed(0)
     student = build_backbone(cfg.model.arch, 64, 0.0, cfg.model.model_args).eval()
-    anchor = GramAnchor(cfg.model, 64, student)
+    anchor = GramAnchor(cfg, student)
     views = torch.randn(3, 3, 64, 64)
 
     def loss_now() -> float:
         _, patches = split_tokens(student, student.forward_features(views))
-        return anchor(patches, views).item()
+        return anchor.loss(views, patches).item()
 
     assert loss_now() == 0.0
     losses = []
@@ -317,6 +318,47 @@ def test_gram_loss_is_zero_at_init_and_grows_as_the_student_moves():
     x = torch.randn(2, 16, 64)
     q, _ = torch.linalg.qr(torch.randn(64, 64))
     assert gram_loss(x @ q, x).item() < 1e-10
+
+
+@pytest.mark.parametrize("objective", ["dense+global", "dino"])
+def test_the_objective_hands_the_gram_anchor_the_student_s_own_patch_tokens(objective):
+    """The anchor's term is the Gram loss of the patch tokens the student made of the global views
+    it encoded for the objective (no second student forward, no wrapped student)."""
+    import copy
+
+    from vidistill.model import Student, Teacher
+    from vidistill.model.backbone import split_tokens
+    from vidistill.objective import build_objective
+    from vidistill.train.adaptation import GramAnchor, with_gram_anchor
+
+    cfg = build_config("cpu-tiny", overrides={
+        "objective": objective, "data.global_size": 32, "data.local_size": 16, "data.num_local": 2,
+        "model.out_dim": 64, "model.drop_path": 0.0, "adapt.gram_weight": 2.0})
+    torch.manual_seed(0)
+    student = Student(cfg)
+    teacher = Teacher(student)
+    with torch.no_grad():  # the student has moved from the init the anchor froze
+        for p in student.backbone.blocks.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    anchored = with_gram_anchor(build_objective(cfg), cfg, teacher.backbone)
+    k = 2 if objective == "dino" else cfg.data.num_frames  # DINO: 2 globals of one frame, with all the locals
+    globals_ = torch.randn(2, k, 3, 32, 32)
+    locals_ = torch.randn(2, cfg.data.num_frames - 1, cfg.data.num_local, 3, 16, 16)
+    calls = []
+
+    def counted_student(*args, **kwargs):
+        calls.append(1)
+        return student(*args, **kwargs)
+
+    plain, _ = copy.deepcopy(anchored.objective)(student, teacher, globals_, locals_, 0.04)  # its centres as they are
+    loss, stats = anchored(counted_student, teacher, globals_, locals_, 0.04)
+    seen = globals_.flatten(0, 1) if objective == "dino" else globals_[:, :-1].flatten(0, 1)
+    with torch.no_grad():
+        _, patches = split_tokens(student.backbone, student.backbone.forward_features(seen))
+        expected = GramAnchor(cfg, teacher.backbone).loss(seen, patches)
+    assert len(calls) == 1 and expected > 1e-6
+    assert stats["gram/loss"].item() == pytest.approx(expected.item(), rel=1e-4)
+    assert (loss - plain).item() == pytest.approx(2.0 * expected.item(), rel=1e-3)
 
 
 def test_feature_drift_measures_move_where_an_uncentred_cosine_does_not():

@@ -8,6 +8,9 @@
   the backbone are noise that would overwrite the pretrained features. For the first steps the
   backbone gets no update at all (its gradients are dropped, so AdamW neither steps nor decays
   it), then its lr ramps up from 0 over as many steps (``Schedules.backbone_lr_factor``).
+* Gram anchoring (DINOv3): the student's patch-to-patch similarities are kept close to those of
+  the frozen init (the equation: :mod:`vidistill.objective.gram`). The objective hands the
+  anchor the patch tokens the student made of its global views; one student forward serves both.
 * Feature drift: linear CKA and centred cosine between the teacher's features and the init's on
   a fixed batch of the run's own frames, prepared as the exported encoder prepares a camera frame,
   logged every N steps next to the collapse signals.
@@ -23,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidistill.config import AdaptConfig
+from vidistill.config import AdaptConfig, Config
 from vidistill.contract import EncoderContract
-from vidistill.model.backbone import split_tokens
+from vidistill.model.backbone import build_backbone, split_tokens
+from vidistill.objective.gram import gram_loss
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +91,51 @@ def cancel_backbone_gradients(student: nn.Module) -> None:
     """The backbone stays exactly as it is this step (AdamW skips parameters without gradient)."""
     for p in student.backbone.parameters():
         p.grad = None
+
+
+# ------------------------------------------------------------------------------ Gram anchor
+class GramAnchor(nn.Module):
+    """The frozen init (the backbone's weights at step 0, no drop-path) and the Gram loss of the
+    student's patch tokens against its own on the same views."""
+
+    def __init__(self, cfg: Config, backbone: nn.Module):
+        super().__init__()
+        self.weight = float(cfg.adapt.gram_weight)
+        self.anchor = build_backbone(cfg.model.arch, cfg.data.global_size, 0.0, cfg.model.model_args)
+        self.anchor.load_state_dict(backbone.state_dict())
+        self.anchor.requires_grad_(False)
+        self.anchor.eval()
+
+    def train(self, mode: bool = True) -> GramAnchor:
+        return super().train(False)
+
+    def loss(self, views: torch.Tensor, student_patches: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            _, anchor_patches = split_tokens(self.anchor, self.anchor.forward_features(views))
+        return gram_loss(student_patches, anchor_patches)
+
+    def forward(self, views: torch.Tensor, student_patches: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The weighted term an objective adds (its ``anchor``), and its diagnostics."""
+        l_gram = self.loss(views, student_patches)
+        return self.weight * l_gram, {"gram/loss": l_gram.detach()}
+
+
+class GramAnchored(nn.Module):
+    """An objective with the Gram anchor passed to it. The frozen init is part of this module's
+    state, so a checkpoint carries it and a resume needs no init."""
+
+    def __init__(self, objective: nn.Module, gram: GramAnchor):
+        super().__init__()
+        self.objective, self.gram = objective, gram
+
+    def forward(self, student, teacher, globals_, locals_, teacher_temp):
+        return self.objective(student, teacher, globals_, locals_, teacher_temp, anchor=self.gram)
+
+
+def with_gram_anchor(objective: nn.Module, cfg: Config, backbone: nn.Module) -> nn.Module:
+    """``objective`` anchored to ``backbone``'s current weights (the init) when ``adapt.gram_weight``
+    is > 0; the frozen copy is only built then."""
+    return GramAnchored(objective, GramAnchor(cfg, backbone)) if cfg.adapt.gram_weight > 0 else objective
 
 
 # ------------------------------------------------------------------------------ feature drift

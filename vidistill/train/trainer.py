@@ -28,7 +28,6 @@ from vidistill.model import Student, Teacher, update_teacher
 from vidistill.model.backbone import contract_of
 from vidistill.model.pretrained import load_init, resolve_init
 from vidistill.objective import build_objective
-from vidistill.objective.gram import with_gram_anchor
 from vidistill.runtime.checkpoints import load_checkpoint
 from vidistill.runtime.names import CHECKPOINT_NAME
 from vidistill.train.adaptation import (
@@ -36,6 +35,7 @@ from vidistill.train.adaptation import (
     adaptation_param_groups,
     cancel_backbone_gradients,
     probe_pixels,
+    with_gram_anchor,
 )
 from vidistill.train.checkpoint import atomic_save, build_state
 from vidistill.train.cores import CorePlan
