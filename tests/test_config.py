@@ -92,6 +92,8 @@ def test_every_field_is_settable_with_set_and_round_trips(tiny_init):
             text = str(value)
         cfg = cli_config("--preset", "cpu-tiny", "--set", f"{key}={text}")
         got = cfg.get(key)
+        if key == "train.output":  # unset: build_config settles the default run folder
+            value = "runs/run-cpu-tiny"
         assert got == value or (isinstance(value, list) and not value and got == []), key
         assert f.metadata.get("help"), f"{key}: give it option(..., help=...)"
     cfg = cli_config("--preset", "cpu-tiny", "--set", "model.model_args={reg_tokens: 4}", "--set", f"model.init={tiny_init}")
@@ -106,6 +108,15 @@ def test_print_config_is_the_resolved_config_and_loads_back(capsys):
     again = config_from_dict(printed)
     assert dataclasses.asdict(again) == dataclasses.asdict(cli_config("--preset", "cpu-tiny", "--objective", "dense",
                                                                       "--batch-size", "2"))
+
+
+def test_the_default_run_folder_is_settled_by_build_config(capsys):
+    """train() used to fill in the run folder after build_config: --print-config showed none."""
+    cfg = build_config("cpu-tiny", overrides={"data.videos": ["clips/kitchen.mp4"], "objective": "dense"})
+    assert cfg.train.output == "runs/kitchen.mp4-cpu-tiny-dense"
+    assert build_config("cpu-tiny", overrides={"train.output": "elsewhere"}).train.output == "elsewhere"
+    assert main(["train", "--preset", "cpu-tiny", "--video", "clips/kitchen.mp4", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["train"]["output"] == "runs/kitchen.mp4-cpu-tiny"
 
 
 def test_flag_help_comes_from_the_dataclass(capsys):
