@@ -15,8 +15,7 @@ running an ONNX or TensorRT artefact does not need torch. Nothing here imports t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vidistill.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "FeatureObservationWrapper": "gym_wrapper",
@@ -27,16 +26,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

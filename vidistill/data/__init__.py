@@ -5,8 +5,7 @@ Names are imported lazily so that ``import vidistill.data.command`` (the CLI) st
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vidistill.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "VideoSource": "sources",
@@ -32,9 +31,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"vidistill.data.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'vidistill.data' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -20,8 +20,7 @@ encoders themselves, one module per backend: ``backends.torch``, ``backends.onnx
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vidistill.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "load_encoder": "loader",
@@ -37,16 +36,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
