@@ -6,6 +6,7 @@ memory on CUDA, and an out_dim sweep for the dense head.
 
     python -m benchmarks.bench_train_step                 # CPU: cpu-tiny preset
     python -m benchmarks.bench_train_step --preset gpu --batch-size 64 --out-dims 4096,16384,65536
+    python -m benchmarks.bench_train_step --device cpu --amp-compare     # autocast off vs bf16
 """
 
 from __future__ import annotations
@@ -152,6 +153,26 @@ def run(quick: bool = True, preset: str = "cpu-tiny", batch_size: int | None = N
     return rows
 
 
+def amp_rows(preset: str = "cpu-tiny", batch_size: int | None = None, device: str = "cpu", iters: int = 5) -> list[dict]:
+    """The method step with autocast off vs bf16, alternated: whether bf16 pays on this device
+    (on CPU only with AVX-512-bf16 / AMX matrix units)."""
+    dev = torch.device(device)
+    torch.set_flush_denormal(dev.type == "cpu")
+    steps = {}
+    for amp in ("off", "bf16"):
+        cfg = build_config(preset, overrides={"train.device": dev.type, "train.amp": amp})
+        steps[amp] = StepUnderTest(cfg, dev, batch_size or cfg.optim.batch_size)
+        time_fn(steps[amp].step, dev, 1)
+    times: dict[str, list[float]] = {amp: [] for amp in steps}
+    for _ in range(iters):
+        for amp, s in steps.items():
+            times[amp] += time_fn(s.step, dev, 1, warmup=0)
+    off = statistics.median(times["off"])
+    bs = steps["off"].globals.shape[0]
+    return [{"what": f"method step, autocast {amp}", "batch": bs, "seconds": statistics.median(t),
+             "clips_per_s": bs / statistics.median(t), "ratio": statistics.median(t) / off} for amp, t in times.items()]
+
+
 def format_rows(rows: list[dict]) -> str:
     def f(r, key, fmt):
         v = r.get(key)
@@ -172,7 +193,13 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--iters", type=int)
     p.add_argument("--full", action="store_true")
+    p.add_argument("--amp-compare", action="store_true", help="instead: the method step with autocast off vs bf16")
     a = p.parse_args()
+    if a.amp_compare:
+        dev = "cuda" if a.device == "auto" and torch.cuda.is_available() else ("cpu" if a.device == "auto" else a.device)
+        print(format_rows(amp_rows(a.preset, a.batch_size, dev, a.iters or 5)))
+        print(f"cpu: avx512-bf16 {torch.cpu._is_avx512_bf16_supported()}, amx {torch.cpu._is_amx_tile_supported()}")
+        return
     dims = [int(x) for x in a.out_dims.split(",") if x]
     print(format_rows(run(not a.full, a.preset, a.batch_size, dims, a.device, a.iters)))
 
