@@ -195,3 +195,18 @@ def test_a_preset_that_extends_itself_is_refused(tmp_path, monkeypatch):
         config.load_preset("a")
     (tmp_path / "b.yaml").write_text("optim:\n  batch_size: 5\n  epochs: 3\n")
     assert config.load_preset("a") == {"optim": {"batch_size": 2, "epochs": 3}}
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_training_device_follows_the_runtime_s_rule(device):
+    """One device rule (issue 20, defect 10): training's --device cuda:N without CUDA was let through."""
+    import torch
+
+    from vidistill.train.distributed import process_device
+
+    assert process_device("cpu") == process_device("auto") == torch.device("cpu")
+    with pytest.raises(VidistillError, match="CUDA is not available"):
+        process_device(device)
+    with pytest.raises(VidistillError, match="'gpu0'"):
+        process_device("gpu0")
