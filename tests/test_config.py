@@ -92,6 +92,8 @@ def test_every_field_is_settable_with_set_and_round_trips(tiny_init):
             text = str(value)
         cfg = cli_config("--preset", "cpu-tiny", "--set", f"{key}={text}")
         got = cfg.get(key)
+        if key == "train.output":  # unset: build_config settles the default run folder
+            value = "runs/run-cpu-tiny"
         assert got == value or (isinstance(value, list) and not value and got == []), key
         assert f.metadata.get("help"), f"{key}: give it option(..., help=...)"
     cfg = cli_config("--preset", "cpu-tiny", "--set", "model.model_args={reg_tokens: 4}", "--set", f"model.init={tiny_init}")
@@ -106,6 +108,15 @@ def test_print_config_is_the_resolved_config_and_loads_back(capsys):
     again = config_from_dict(printed)
     assert dataclasses.asdict(again) == dataclasses.asdict(cli_config("--preset", "cpu-tiny", "--objective", "dense",
                                                                       "--batch-size", "2"))
+
+
+def test_the_default_run_folder_is_settled_by_build_config(capsys):
+    """train() used to fill in the run folder after build_config: --print-config showed none."""
+    cfg = build_config("cpu-tiny", overrides={"data.videos": ["clips/kitchen.mp4"], "objective": "dense"})
+    assert cfg.train.output == "runs/kitchen.mp4-cpu-tiny-dense"
+    assert build_config("cpu-tiny", overrides={"train.output": "elsewhere"}).train.output == "elsewhere"
+    assert main(["train", "--preset", "cpu-tiny", "--video", "clips/kitchen.mp4", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["train"]["output"] == "runs/kitchen.mp4-cpu-tiny"
 
 
 def test_flag_help_comes_from_the_dataclass(capsys):
@@ -184,3 +195,18 @@ def test_a_preset_that_extends_itself_is_refused(tmp_path, monkeypatch):
         config.load_preset("a")
     (tmp_path / "b.yaml").write_text("optim:\n  batch_size: 5\n  epochs: 3\n")
     assert config.load_preset("a") == {"optim": {"batch_size": 2, "epochs": 3}}
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_training_device_follows_the_runtime_s_rule(device):
+    """One device rule (issue 20, defect 10): training's --device cuda:N without CUDA was let through."""
+    import torch
+
+    from vidistill.train.distributed import process_device
+
+    assert process_device("cpu") == process_device("auto") == torch.device("cpu")
+    with pytest.raises(VidistillError, match="CUDA is not available"):
+        process_device(device)
+    with pytest.raises(VidistillError, match="'gpu0'"):
+        process_device("gpu0")

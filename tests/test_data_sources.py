@@ -209,3 +209,16 @@ def test_a_broken_episode_in_a_tree_is_skipped(tmp_path, make_video, caplog):
         discover_sources([root])
     with pytest.raises(VideoError, match="ep_0/cam.mp4: empty file"):  # named explicitly: an error
         discover_sources([root / "ep_0" / "cam.mp4"])
+
+
+def test_frame_folders_and_eval_datasets_take_the_same_image_files(tmp_path, make_frames):
+    """One IMAGE_EXTENSIONS (issue 20, defect 10): frame folders skipped .bmp/.webp, which eval read."""
+    from vidistill.eval.datasets import image_folder
+
+    for ext in (".bmp", ".webp"):
+        assert len(FrameFolderSource(make_frames(tmp_path / ext[1:], 12, ext=ext))) == 12, ext
+    for split in ("train", "val"):
+        for label, ext in (("a", ".bmp"), ("b", ".webp")):
+            make_frames(tmp_path / "classes" / split / label, 3, ext=ext)
+    classes, train, val = image_folder(tmp_path / "classes")
+    assert classes == ["a", "b"] and train.labels == val.labels == [0, 0, 0, 1, 1, 1]

@@ -446,7 +446,8 @@ def build_config(
     overrides: dict[str, Any] | None = None,
 ) -> Config:
     """Resolve defaults < preset < config file < overrides (dotted keys) < what the init implies
-    (:func:`settle_model`): the config every later module only reads."""
+    (:func:`settle_model`): the config every later module only reads. An unset ``train.output``
+    becomes :func:`default_output` here, so ``--print-config`` shows the folder a run uses."""
     cfg = Config()
     if not preset:
         preset = auto_preset(str((overrides or {}).get("model.init", "")))
@@ -464,6 +465,8 @@ def build_config(
         user_keys |= dotted_keys(overrides)
     cfg.user_keys = frozenset(user_keys)
     cfg.validate()
+    if not cfg.train.output:
+        cfg.train.output = str(default_output(cfg))
     settle_model(cfg)
     return cfg
 
@@ -520,7 +523,7 @@ def settle_model(cfg: Config) -> None:
     # Reading an init needs timm and the runtime's readers; the resolver imports no config.
     from vidistill.model.pretrained import InitError, resolve_init, vit_architecture
 
-    saved = saved_run_config(Path(cfg.train.output or default_output(cfg)))
+    saved = saved_run_config(Path(cfg.train.output))
     if cfg.model.init and saved is not None and saved.model.init == cfg.model.init:
         cfg.model.arch, cfg.model.model_args = saved.model.arch, dict(saved.model.model_args)
         cfg.data.mean, cfg.data.std = saved.data.mean, saved.data.std

@@ -20,7 +20,7 @@ import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from vidistill.config import Config, config_from_dict, default_output
+from vidistill.config import Config, config_from_dict
 from vidistill.data import build_dataloader
 from vidistill.data.views import Normalise
 from vidistill.errors import CheckpointError, TrainingError, VidistillError
@@ -419,12 +419,10 @@ class Trainer:
 
 
 def train(cfg: Config) -> Path:
-    """Train (or resume) the run ``cfg.train.output`` (default: :func:`default_output`); returns
+    """Train (or resume) the run ``cfg.train.output`` (``build_config`` settles its default); returns
     the run folder. The folder is locked for the whole run (one process per run folder)."""
     if cfg.train.tensorboard:
         tensorboard_writer()
-    if not cfg.train.output:
-        cfg.train.output = str(default_output(cfg))
     ctx = setup_distributed(cfg.train.device)
     lock = RunLock(cfg.train.output)
     try:
