@@ -12,9 +12,10 @@ what OpenMP threads do while they wait. Decided once per run, here, and logged a
   threads that compete for the same cores.
 * OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``): they sleep at a barrier instead
   of spinning. libgomp spins by default, and when a core is shared (a worker decoding, or any
-  other process) the spinning thread holds the core the thread it waits for needs: measured on
-  this 2-core machine under a load of ~7 (``benchmarks/compare_train.py``, cpu-tiny), 0.3-0.6
-  clips/s with torch's defaults against 7 with passive waiting. libgomp reads the policy once,
+  other process) the spinning thread holds the core the thread it waits for needs. Measured on
+  a shared 2-core machine (``benchmarks/compare_train.py``, cpu-tiny, benchmarks/README.md):
+  passive waiting 8.8x torch's defaults' clips/s at a load of ~7; this whole plan 3.4x at a
+  load of ~4. libgomp reads the policy once,
   when torch is loaded, so :func:`prefer_passive_waiting` must run before ``import torch``
   (``vidistill train`` calls it first thing); a policy the user set is kept.
 """
@@ -48,7 +49,7 @@ class CorePlan:
     workers: int  # DataLoader worker processes
     torch_threads: int  # intra-op
     interop_threads: int
-    wait_policy: str  # OpenMP's, as libgomp read it at load ("" = its default: spin, then sleep)
+    wait_policy: str  # OMP_WAIT_POLICY ("" = libgomp's default: spin, then sleep)
 
     @classmethod
     def for_run(cls, num_workers: int) -> CorePlan:
