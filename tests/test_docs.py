@@ -43,4 +43,4 @@ def test_every_pointer_to_the_method_spec_names_the_file_in_the_repo():
         for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
             if re.search(r"(?<![\w/])METHOD\.md", line):
                 dangling.append(f"{name}:{n}")
-    assert not dangling, f"METHOD.md without its folder (write docs/METHOD.md): {dangling}"
+    assert not dangling, f"pointers to the method spec without its folder (write docs/METHOD.md): {dangling}"
