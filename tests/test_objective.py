@@ -264,3 +264,18 @@ def test_weight_decay_groups_follow_dino(tiny_cfg):
     for p in (b.blocks[0].attn.qkv.bias, b.norm.weight, b.blocks[0].norm1.bias):
         assert id(p) in no_decay
     assert id(student.head.last_layer_g) not in decay | no_decay  # frozen at 1 (norm_last_layer)
+
+
+def test_teacher_ema_pairs_once_and_follows_in_place_loads(tiny_cfg):
+    from vidistill.model import TeacherEMA
+
+    torch.manual_seed(0)
+    student = Student(tiny_cfg)
+    teacher = Teacher(student)
+    ema = TeacherEMA(student, teacher)  # paired before the loads below, as the trainer does
+    other = Student(tiny_cfg)
+    student.load_state_dict(other.state_dict())  # a resume: parameters change in place
+    before = teacher.backbone.patch_embed.proj.weight.clone()
+    ema(0.75)
+    expected = 0.75 * before + 0.25 * other.backbone.patch_embed.proj.weight
+    torch.testing.assert_close(teacher.backbone.patch_embed.proj.weight, expected)

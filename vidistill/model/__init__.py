@@ -2,7 +2,7 @@
 
 from vidistill.model.backbone import build_backbone, contract_of, patch_size_of, split_tokens
 from vidistill.model.head import DINOHead
-from vidistill.model.networks import Student, StudentOutputs, Teacher, update_teacher
+from vidistill.model.networks import Student, StudentOutputs, Teacher, TeacherEMA, update_teacher
 from vidistill.model.predictor import NextFramePredictor
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "contract_of",
     "patch_size_of",
     "split_tokens",
+    "TeacherEMA",
     "update_teacher",
 ]

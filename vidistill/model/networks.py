@@ -116,9 +116,23 @@ def ema_pairs(student: nn.Module, teacher: Teacher) -> tuple[list[torch.Tensor],
     return t_list, s_list
 
 
-@torch.no_grad()
+class TeacherEMA:
+    """θ_t ← m·θ_t + (1−m)·θ_s for each teacher parameter and its namesake in the student.
+
+    The pairs are found once (:func:`ema_pairs`): optimiser steps, checkpoint loads and ``.to``
+    on the same device all change parameters in place, so the pairing holds for a whole run and
+    the training step does not rebuild two name→parameter dicts every step.
+    """
+
+    def __init__(self, student: nn.Module, teacher: Teacher):
+        self.t_params, self.s_params = ema_pairs(student, teacher)
+
+    @torch.no_grad()
+    def __call__(self, momentum: float) -> None:
+        torch._foreach_mul_(self.t_params, momentum)
+        torch._foreach_add_(self.t_params, self.s_params, alpha=1.0 - momentum)
+
+
 def update_teacher(student: nn.Module, teacher: Teacher, momentum: float) -> None:
-    """θ_t ← m·θ_t + (1−m)·θ_s for each teacher parameter and its namesake in the student."""
-    t_params, s_params = ema_pairs(student, teacher)
-    torch._foreach_mul_(t_params, momentum)
-    torch._foreach_add_(t_params, s_params, alpha=1.0 - momentum)
+    """One EMA step (:class:`TeacherEMA`), pairing the parameters anew."""
+    TeacherEMA(student, teacher)(momentum)

@@ -24,7 +24,7 @@ from vidistill.config import Config, config_from_dict
 from vidistill.data import build_dataloader
 from vidistill.data.views import Normalise
 from vidistill.errors import CheckpointError, TrainingError, VidistillError
-from vidistill.model import Student, Teacher, update_teacher
+from vidistill.model import Student, Teacher, TeacherEMA
 from vidistill.model.backbone import contract_of
 from vidistill.model.pretrained import load_init, resolve_init
 from vidistill.objective import build_objective
@@ -122,6 +122,7 @@ class Trainer:
         if init is not None:
             load_init(self.student.backbone, init, cfg.data.global_size)  # the teacher copies it
         self.teacher = Teacher(self.student).to(self.device)
+        self.ema = TeacherEMA(self.student, self.teacher)
         self.collapse = CollapseDetector(
             cfg.model.out_dim,
             near_uniform_steps=cfg.train.uniform_warning_steps,
@@ -298,7 +299,7 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         with phase("EMA"):
-            update_teacher(self.student, self.teacher, sch.momentum[step])
+            self.ema(sch.momentum[step])
         host = {"lr": sch.lr[step], "wd": sch.weight_decay[step], "momentum": sch.momentum[step], "teacher_temp": tau_t}
         every = self.cfg.train.monitor_every
         if every > 0 and (step % every == 0 or step + 1 == sch.total_steps):
