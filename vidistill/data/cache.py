@@ -45,7 +45,7 @@ from vidistill.data.sources import (
     is_cache_dir,
     read_cache_index,
 )
-from vidistill.data.workers import exit_with_parent, worker_context
+from vidistill.data.workers import exit_with_parent, usable_cores, worker_context
 from vidistill.errors import VideoError
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ def extract_cache(
             entries[i].complete = True
             _write_index(out, entries + kept, max_side, quality)
 
-    workers = max(1, min(workers or min(os.cpu_count() or 1, 8), len(tasks) or 1))
+    workers = max(1, min(workers or min(usable_cores(), 8), len(tasks) or 1))
     try:
         if workers == 1:
             _init_worker(sources)

@@ -6,7 +6,8 @@ Importing this module is cheap (argparse only); OpenCV and the extraction code l
 from __future__ import annotations
 
 import argparse
-import os
+
+from vidistill.data.workers import usable_cores
 
 
 def _quality(text: str) -> int:
@@ -49,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quality", type=_quality, default=95, metavar="Q", help="JPEG quality 1-100 (default 95)")
     parser.add_argument(
-        "--workers", type=int, default=min(os.cpu_count() or 1, 8), metavar="N",
-        help="parallel decoder processes (default: CPU count, at most 8)",
+        "--workers", type=int, default=min(usable_cores(), 8), metavar="N",
+        help="parallel decoder processes (default: the cores this process may use, at most 8)",
     )
     parser.add_argument("--fps", type=fps_value, default=0.0, metavar="FPS",
                         help="frame rate of logs that store none (HDF5), kept in the cache index")
