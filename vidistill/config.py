@@ -170,7 +170,12 @@ class OptimConfig:
     warmup_teacher_temp: float = option(0.04, "teacher temperature at the start")
     warmup_teacher_temp_epochs: float = option(30, "teacher temperature warm-up, epochs")
     student_temp: float = option(0.1, "student temperature")
-    center_momentum: float = option(0.9, "teacher centre EMA momentum")
+    center_momentum: float = option(0.9, "teacher centre EMA momentum (centring 'ema')")
+    centring: str = option(
+        "ema", "teacher centring: 'ema' (DINO's running mean) or 'sinkhorn_knopp' (DINOv2's batch "
+        "balancing over the prototypes)", choices=("ema", "sinkhorn_knopp"),
+    )
+    sinkhorn_iterations: int = option(3, "Sinkhorn-Knopp iterations (centring 'sinkhorn_knopp'; DINOv2's 3)")
     # DINO's rule is far too small for a few hundred CPU steps, so small presets turn it off.
     scale_lr: bool = option(True, "scale the lr by total batch/256 (DINO's rule)")
 

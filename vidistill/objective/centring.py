@@ -1,11 +1,25 @@
-"""Teacher-output centring (DINO §3.2 "avoiding collapse"); the temperature schedule is in
-``vidistill.train.schedules``."""
+"""How the teacher's outputs are centred before sharpening (DINO §3.2 "avoiding collapse"): DINO's
+running-mean centre, or DINOv2's Sinkhorn-Knopp batch normalisation. The temperature schedule is
+in ``vidistill.train.schedules``.
+
+Both give a per-prototype offset ``c`` that the losses subtract from the teacher's logits before
+the softmax, p_T = σ_τT(z_T − c) (:func:`vidistill.objective.cross_entropy.teacher_probs`): the
+chunked dense cross-entropy then never needs the whole [rows, out_dim] target matrix.
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+CENTRINGS = ("ema", "sinkhorn_knopp")
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
 
 
 class Centre(nn.Module):
@@ -13,7 +27,7 @@ class Centre(nn.Module):
 
     Centring stops one dimension from dominating; sharpening (a low teacher temperature) stops
     the uniform collapse. The method keeps two of these: [CLS] and patch outputs have different
-    distributions (as in iBOT).
+    distributions (as in iBOT). The targets of a batch use the centre of the batches before it.
     """
 
     def __init__(self, dim: int, momentum: float = 0.9):
@@ -21,12 +35,100 @@ class Centre(nn.Module):
         self.momentum = momentum
         self.register_buffer("value", torch.zeros(1, dim))
 
+    def offset(self, teacher_out: torch.Tensor, temp: float) -> torch.Tensor:
+        return self.value
+
     @torch.no_grad()
     def update(self, teacher_out: torch.Tensor) -> None:
         flat = teacher_out.reshape(-1, teacher_out.shape[-1]).float()
         batch_sum = flat.sum(dim=0, keepdim=True)
         count = torch.tensor([flat.shape[0]], device=flat.device, dtype=torch.float32)
-        if dist.is_available() and dist.is_initialized():
+        if _distributed():
             dist.all_reduce(batch_sum)
             dist.all_reduce(count)
         self.value.mul_(self.momentum).add_(batch_sum / count, alpha=1.0 - self.momentum)
+
+
+def _logsumexp_rows(x_chunks, log_v: torch.Tensor, chunk: int) -> torch.Tensor:
+    """log Σ_b exp(x[b, k] + log_v[b]) per prototype k, over every process's rows."""
+    lse = None
+    for start, x in x_chunks():
+        part = torch.logsumexp(x + log_v[start:start + chunk, None], dim=0)
+        lse = part if lse is None else torch.logaddexp(lse, part)
+    if _distributed():
+        top = lse.clone()
+        dist.all_reduce(top, op=dist.ReduceOp.MAX)
+        total = torch.exp(lse - top)
+        dist.all_reduce(total)
+        lse = top + torch.log(total)
+    return lse
+
+
+@torch.no_grad()
+def sinkhorn_knopp_log_scaling(teacher_out: torch.Tensor, temp: float, iterations: int = 3,
+                               chunk: int | None = None) -> torch.Tensor:
+    """log u (out_dim,) such that p_b = softmax(z_b/τ + log u) are DINOv2's Sinkhorn-Knopp targets.
+
+    DINOv2 (``sinkhorn_knopp_teacher``) alternates, on Q = exp(z/τ) (rows = the batch's B outputs
+    over all processes, columns = K prototypes): every prototype's column scaled to total mass 1/K,
+    then every row to 1/B, ``iterations`` times, and returns the rows (each sums to 1). Q's
+    scalings are diagonal, Q = diag(v)·exp(z/τ)·diag(u), so the targets are the row softmax of
+    z/τ + log u and only u need be found:
+        log u_k = −log K − logsumexp_b (z_bk/τ + log v_b)
+        log v_b = −log B − logsumexp_k (z_bk/τ + log u_k)
+    in log space (exp(z/τ) overflows float32 at τ = 0.01), ``chunk`` rows at a time.
+    """
+    z = teacher_out.detach().reshape(-1, teacher_out.shape[-1]).float()
+    rows, k = z.shape
+    chunk = chunk or rows
+    total_rows = torch.tensor(float(rows), device=z.device)
+    if _distributed():
+        dist.all_reduce(total_rows)
+
+    def x_chunks():
+        for start in range(0, rows, chunk):
+            yield start, z[start:start + chunk] / temp
+
+    log_v = torch.zeros(rows, device=z.device)
+    log_u = torch.zeros(k, device=z.device)
+    for _ in range(iterations):
+        log_u = -math.log(k) - _logsumexp_rows(x_chunks, log_v, chunk)
+        for start, x in x_chunks():
+            log_v[start:start + chunk] = -torch.log(total_rows) - torch.logsumexp(x + log_u, dim=-1)
+    return log_u
+
+
+class SinkhornKnoppCentre(nn.Module):
+    """DINOv2's centring: the batch's own targets, balanced over the prototypes by a few
+    Sinkhorn-Knopp iterations (:func:`sinkhorn_knopp_log_scaling`), as the offset c = −τ·log u.
+
+    A running-mean centre only removes what the outputs share on average; when the inputs are
+    alike (one robot's fixed camera) what is left after it is small, and the targets go uniform
+    (docs: benchmarks/training_signals.md). Sinkhorn-Knopp asks every prototype to take an equal
+    share of the batch whatever the spread, so the rows stay sharp and use many prototypes.
+    ``value`` keeps the last batch's offset (same state as :class:`Centre`, for checkpoints).
+    """
+
+    def __init__(self, dim: int, iterations: int = 3, chunk_elements: int = 1 << 24):
+        super().__init__()
+        self.iterations = iterations
+        self.chunk_elements = chunk_elements
+        self.register_buffer("value", torch.zeros(1, dim))
+
+    @torch.no_grad()
+    def offset(self, teacher_out: torch.Tensor, temp: float) -> torch.Tensor:
+        chunk = max(1, self.chunk_elements // teacher_out.shape[-1])
+        log_u = sinkhorn_knopp_log_scaling(teacher_out, temp, self.iterations, chunk)
+        self.value.copy_(-temp * log_u.unsqueeze(0))
+        return self.value
+
+    def update(self, teacher_out: torch.Tensor) -> None:
+        """Nothing carries over between batches."""
+
+
+def build_centre(kind: str, dim: int, momentum: float = 0.9, iterations: int = 3) -> nn.Module:
+    if kind == "ema":
+        return Centre(dim, momentum)
+    if kind == "sinkhorn_knopp":
+        return SinkhornKnoppCentre(dim, iterations)
+    raise ValueError(f"unknown centring {kind!r}: expected one of {', '.join(CENTRINGS)}")

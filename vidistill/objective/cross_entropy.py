@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidistill.objective.centring import Centre
+from vidistill.objective.centring import build_centre
 
 
 def teacher_probs(teacher_out: torch.Tensor, centre: torch.Tensor, temp: float) -> torch.Tensor:
@@ -129,9 +129,11 @@ def chunked_distillation(
 
 
 class DistillationLoss(nn.Module):
-    """What every loss here shares: the student temperature τ_S and its own teacher centre."""
+    """What every loss here shares: the student temperature τ_S and its own teacher centring
+    (``"ema"`` or ``"sinkhorn_knopp"``, :mod:`vidistill.objective.centring`)."""
 
-    def __init__(self, out_dim: int, student_temp: float = 0.1, centre_momentum: float = 0.9):
+    def __init__(self, out_dim: int, student_temp: float = 0.1, centre_momentum: float = 0.9,
+                 centring: str = "ema", sinkhorn_iterations: int = 3):
         super().__init__()
         self.student_temp = student_temp
-        self.centre = Centre(out_dim, centre_momentum)
+        self.centre = build_centre(centring, out_dim, centre_momentum, sinkhorn_iterations)

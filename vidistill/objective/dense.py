@@ -25,7 +25,7 @@ class DenseNextFrameLoss(DistillationLoss):
                 f"and {tuple(teacher_out.shape)}"
             )
         # Chunked over rows: the [B·(K−1)·P, out_dim] temporaries are never held whole.
-        loss, stats = chunked_distillation(student_pred, teacher_out, self.centre.value, teacher_temp,
+        loss, stats = chunked_distillation(student_pred, teacher_out, self.centre.offset(teacher_out, teacher_temp), teacher_temp,
                                            self.student_temp)
         self.centre.update(teacher_out)
         return loss, stats

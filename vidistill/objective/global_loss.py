@@ -29,7 +29,7 @@ class GlobalLoss(DistillationLoss):
                 f"expected (B, K-1, L, C) and (B, K-1, C), got {tuple(student_local.shape)} "
                 f"and {tuple(teacher_cls.shape)}"
             )
-        p_t = teacher_probs(teacher_cls, self.centre.value, teacher_temp)
+        p_t = teacher_probs(teacher_cls, self.centre.offset(teacher_cls, teacher_temp), teacher_temp)
         loss = soft_cross_entropy(p_t.unsqueeze(2), student_local, self.student_temp).mean()
         stats = distillation_stats(loss, p_t)
         self.centre.update(teacher_cls)
@@ -47,7 +47,7 @@ class MultiCropDINOLoss(DistillationLoss):
         self, student_out: torch.Tensor, teacher_out: torch.Tensor, teacher_temp: float
     ) -> tuple[torch.Tensor, DistillationStats]:
         num_teacher, num_student = teacher_out.shape[1], student_out.shape[1]
-        p_t = teacher_probs(teacher_out, self.centre.value, teacher_temp)
+        p_t = teacher_probs(teacher_out, self.centre.offset(teacher_out, teacher_temp), teacher_temp)
         # ce[b, i, v] = H(teacher view i, student view v)
         ce = soft_cross_entropy(p_t.unsqueeze(2), student_out.unsqueeze(1), self.student_temp)
         same_view = torch.eye(num_teacher, num_student, dtype=torch.bool, device=ce.device)

@@ -50,8 +50,9 @@ class NextFrameDistillation(nn.Module):
         self.use_dense, self.use_global = cfg.objective.uses_dense, cfg.objective.uses_global
         self.dense_weight = 0.5 if self.use_global else 1.0
         self.global_weight = 0.5 if self.use_dense else 1.0
-        self.dense_loss = DenseNextFrameLoss(cfg.model.out_dim, o.student_temp, o.center_momentum)
-        self.global_loss = GlobalLoss(cfg.model.out_dim, o.student_temp, o.center_momentum)
+        centring = (o.center_momentum, o.centring, o.sinkhorn_iterations)
+        self.dense_loss = DenseNextFrameLoss(cfg.model.out_dim, o.student_temp, *centring)
+        self.global_loss = GlobalLoss(cfg.model.out_dim, o.student_temp, *centring)
 
     def forward(
         self, student: nn.Module, teacher: nn.Module, globals_: torch.Tensor, locals_: torch.Tensor, teacher_temp: float,
@@ -88,7 +89,8 @@ class FrameDINO(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         o = cfg.optim
-        self.loss = MultiCropDINOLoss(cfg.model.out_dim, o.student_temp, o.center_momentum)
+        self.loss = MultiCropDINOLoss(cfg.model.out_dim, o.student_temp, o.center_momentum, o.centring,
+                                      o.sinkhorn_iterations)
 
     def forward(
         self, student: nn.Module, teacher: nn.Module, globals_: torch.Tensor, locals_: torch.Tensor, teacher_temp: float,
