@@ -325,3 +325,40 @@ def test_cli_knn_on_separable_colour_folders(random_ckpt, tmp_path, capsys):
     assert len(printed) == 1 and float(printed[0].split()[1]) == pytest.approx(report["top1"], abs=0.01)
     assert report["classes"] == ["blue", "red"]
     assert report["top1"] >= 90.0
+
+
+def test_a_class_without_training_pixels_is_never_predicted():
+    """Its logit is the head's initial bias: made to win everywhere here, it is still masked."""
+    g = torch.Generator().manual_seed(4)
+    w = torch.randn(3, 8, generator=g)
+    x = torch.randn(60, 8, 6, 6, generator=g)
+    y = torch.einsum("cd,ndhw->nchw", w, x).argmax(1) + 1  # classes 1, 2, 3 of 4; class 0 never
+    head = probe.train_segmentation_head(x[:40], y[:40], 4, iters=50, batch_size=16, lr=1e-2)
+    with torch.no_grad():
+        head.conv.bias[0] = 1e3
+    sizes = [(6, 6)] * 20
+    assert all((p == 0).all() for p in probe.predict_segmentation(head, x[40:], sizes))
+    trained = torch.tensor([False, True, True, True])
+    preds = probe.predict_segmentation(head, x[40:], sizes, classes=trained)
+    assert not any((p == 0).any() for p in preds)
+    s = segmentation_scores(probe.segmentation_confusion(head, x[40:], list(y[40:]), 4, classes=trained))
+    assert s["per_class_iou"][0] is None and s["classes_scored"] == 3
+
+
+def test_probe_report_names_the_label_ids_it_had_no_training_pixels_of(tmp_path, random_ckpt):
+    from vidistill.eval.tasks import ProbeSettings, segmentation_probe
+    from vidistill.runtime import load_encoder
+
+    rng = np.random.default_rng(1)
+    for split, n in (("training", 4), ("validation", 2)):
+        for sub in ("images", "annotations"):
+            (tmp_path / sub / split).mkdir(parents=True)
+        for i in range(n):
+            img, lab, _ = _scene(rng)
+            lab[lab == 1] = 0  # the background is "ignore": label id 1 never appears
+            cv2.imwrite(str(tmp_path / "images" / split / f"{i:04d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(tmp_path / "annotations" / split / f"{i:04d}.png"), lab)
+    encoder = load_encoder(random_ckpt, backend="torch", device="cpu")
+    report = segmentation_probe(encoder, tmp_path, ProbeSettings(iters=20, batch_size=4))
+    assert report["num_classes"] == 3 and report["untrained_classes"] == [1]
+    assert report["per_class_iou"]["1"] is None and report["classes_scored"] == 2

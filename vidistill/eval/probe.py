@@ -136,16 +136,23 @@ def predict_segmentation(
     sizes: list[tuple[int, int]],
     batch_size: int = 64,
     device: str | torch.device = "cpu",
+    classes: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
-    """Per-image (H_i, W_i) class-index predictions, logits upsampled to each label's size."""
+    """Per-image (H_i, W_i) class-index predictions, logits upsampled to each label's size.
+
+    ``classes`` (C,) bool: the classes the head may predict (those it had training pixels of);
+    the logit of a class it never saw is only its initial bias and says nothing about the image.
+    """
     head.to(device).eval()
     preds: list[torch.Tensor] = []
     for start in range(0, feats.shape[0], batch_size):
         logits = head(feats[start : start + batch_size].to(device, torch.float32))
         for i, lg in enumerate(logits):
             size = sizes[start + i]
-            up = F.interpolate(lg[None], size=size, mode="bilinear", align_corners=False)
-            preds.append(up[0].argmax(0).cpu())
+            up = F.interpolate(lg[None], size=size, mode="bilinear", align_corners=False)[0]
+            if classes is not None:  # after the upsampling: its zero weights times -inf would be NaN
+                up = up.masked_fill(~classes.to(up.device)[:, None, None], float("-inf"))
+            preds.append(up.argmax(0).cpu())
     return preds
 
 
@@ -156,9 +163,11 @@ def segmentation_confusion(
     num_classes: int,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
+    classes: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Confusion matrix of the head's predictions against per-image targets (IGNORE skipped)."""
-    preds = predict_segmentation(head, feats, [tuple(t.shape[-2:]) for t in targets], batch_size, device)
+    """Confusion matrix of the head's predictions against per-image targets (IGNORE skipped);
+    ``classes`` as in :func:`predict_segmentation`."""
+    preds = predict_segmentation(head, feats, [tuple(t.shape[-2:]) for t in targets], batch_size, device, classes)
     conf = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     for p, t in zip(preds, targets, strict=True):
         conf += confusion_matrix(p, t, num_classes)
