@@ -7,6 +7,7 @@ memory on CUDA, and an out_dim sweep for the dense head.
     python -m benchmarks.bench_train_step                 # CPU: cpu-tiny preset
     python -m benchmarks.bench_train_step --preset gpu --batch-size 64 --out-dims 4096,16384,65536
     python -m benchmarks.bench_train_step --device cpu --amp-compare     # autocast off vs bf16
+    python -m benchmarks.bench_train_step --device cpu --compile-compare # eager vs torch.compile
 """
 
 from __future__ import annotations
@@ -173,6 +174,39 @@ def amp_rows(preset: str = "cpu-tiny", batch_size: int | None = None, device: st
              "clips_per_s": bs / statistics.median(t), "ratio": statistics.median(t) / off} for amp, t in times.items()]
 
 
+def compile_rows(preset: str = "cpu-tiny", batch_size: int | None = None, device: str = "cpu",
+                 iters: int = 5) -> list[dict]:
+    """The method step eager vs with the student ``torch.compile``d (the trainer's ``--compile``),
+    alternated after warm-up: the compile time (the first steps, as a run pays it) and whether
+    the timed steps recompiled (dynamo's unique-graph count moving)."""
+    from torch._dynamo.utils import counters
+
+    dev = torch.device(device)
+    torch.set_flush_denormal(dev.type == "cpu")
+    cfg = build_config(preset, overrides={"train.device": dev.type})
+    steps = {"eager": StepUnderTest(cfg, dev, batch_size or cfg.optim.batch_size),
+             "compiled": StepUnderTest(cfg, dev, batch_size or cfg.optim.batch_size)}
+    steps["compiled"].student_fwd = torch.compile(steps["compiled"].student)
+    warm = {}
+    for name, s in steps.items():
+        t = time.perf_counter()
+        time_fn(s.step, dev, 2, warmup=0)
+        warm[name] = time.perf_counter() - t
+    graphs = counters["stats"]["unique_graphs"]
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(iters):
+        for name, s in steps.items():
+            times[name] += time_fn(s.step, dev, 1, warmup=0)
+    recompiles = counters["stats"]["unique_graphs"] - graphs
+    eager = statistics.median(times["eager"])
+    bs = steps["eager"].globals.shape[0]
+    rows = [{"what": f"method step, {name}", "batch": bs, "seconds": statistics.median(t),
+             "clips_per_s": bs / statistics.median(t), "ratio": statistics.median(t) / eager} for name, t in times.items()]
+    rows.append({"what": "compile: first 2 steps (s), graphs made after warm-up", "seconds": warm["compiled"],
+                 "ratio": float(recompiles)})
+    return rows
+
+
 def format_rows(rows: list[dict]) -> str:
     def f(r, key, fmt):
         v = r.get(key)
@@ -194,7 +228,12 @@ def main() -> None:
     p.add_argument("--iters", type=int)
     p.add_argument("--full", action="store_true")
     p.add_argument("--amp-compare", action="store_true", help="instead: the method step with autocast off vs bf16")
+    p.add_argument("--compile-compare", action="store_true", help="instead: the method step eager vs torch.compile")
     a = p.parse_args()
+    if a.compile_compare:
+        dev = "cuda" if a.device == "auto" and torch.cuda.is_available() else ("cpu" if a.device == "auto" else a.device)
+        print(format_rows(compile_rows(a.preset, a.batch_size, dev, a.iters or 5)))
+        return
     if a.amp_compare:
         dev = "cuda" if a.device == "auto" and torch.cuda.is_available() else ("cpu" if a.device == "auto" else a.device)
         print(format_rows(amp_rows(a.preset, a.batch_size, dev, a.iters or 5)))

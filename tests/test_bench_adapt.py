@@ -50,3 +50,13 @@ def test_adapt_benchmark_quick_has_every_row_and_resumes(tmp_path, capsys):
     before = [f.stat().st_mtime_ns for f in files]
     assert run.main(["--output", str(out), "--quick"]) == 0
     assert [f.stat().st_mtime_ns for f in files] == before
+    # --force-probe probes every row again without training or exporting again
+    trained = sorted(out.glob("runs/*/checkpoint.pt")) + sorted(out.glob("runs/*/export/encoder.safetensors"))
+    before = [f.stat().st_mtime_ns for f in trained]
+    results_before = [f.stat().st_mtime_ns for f in sorted(out.glob("results/*.json"))]
+    assert run.main(["--output", str(out), "--quick", "--force-probe"]) == 0
+    assert [f.stat().st_mtime_ns for f in trained] == before
+    assert all(a < b for a, b in zip(results_before, [f.stat().st_mtime_ns for f in sorted(out.glob("results/*.json"))],
+                                     strict=True))
+    rerun = json.loads((out / "adapt.json").read_text())
+    assert all("vidistill train" in r["command"] for r in rerun["runs"] if run.ROWS[r["row"]]["kind"] == "train")

@@ -205,11 +205,16 @@ def run_row(row: str, seed: int, args) -> dict:
         run_dir = args.output / "runs" / slug
         cmd = train_command(row, seed, args, run_dir)
         result["command"] = " ".join(cmd)
-        log.info("%s: %s", slug, result["command"])
-        vidistill(cmd[1:])
-        t_train = time.perf_counter()
-        vidistill(["export", str(run_dir), "--output", str(export), "--no-onnx"])
-        result["seconds_train"] = t_train - t0
+        if export.is_dir():  # trained and exported before (a --force-probe rerun): probe it again
+            previous = json.loads(path.read_text()) if path.is_file() else {}
+            if "seconds_train" in previous:
+                result["seconds_train"] = previous["seconds_train"]
+        else:
+            log.info("%s: %s", slug, result["command"])
+            vidistill(cmd[1:])
+            t_train = time.perf_counter()
+            vidistill(["export", str(run_dir), "--output", str(export), "--no-onnx"])
+            result["seconds_train"] = t_train - t0
         teacher = load_encoder(export, image_size=args.probe_size or None, device=args.device)
         result["teacher"] = probe_both(teacher, args, seed)
         result["patch_cka"] = feature_drift(teacher, args)
@@ -304,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--label-size", type=int, default=None, help="probe training target size (default 48)")
     ap.add_argument("--no-probe-student", dest="probe_student", action="store_false",
                     help="skip the student probes (a diagnostic)")
-    ap.add_argument("--force-probe", action="store_true", help="redo rows that have results")
+    ap.add_argument("--force-probe", action="store_true",
+                    help="probe rows that have results again (finished runs and their exports are reused)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads here and in every `vidistill train` (default 1: on a CPU shared with other "
