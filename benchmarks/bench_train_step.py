@@ -154,6 +154,19 @@ def run(quick: bool = True, preset: str = "cpu-tiny", batch_size: int | None = N
     return rows
 
 
+def alternated_rows(steps: dict[str, StepUnderTest], dev: torch.device, iters: int, label: str) -> list[dict]:
+    """Time warmed-up steps side by side (one of each per round, so drift hits all alike): a row
+    each, its ratio to the first."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(iters):
+        for name, s in steps.items():
+            times[name] += time_fn(s.step, dev, 1, warmup=0)
+    first = statistics.median(next(iter(times.values())))
+    bs = next(iter(steps.values())).globals.shape[0]
+    return [{"what": f"method step, {label}{name}", "batch": bs, "seconds": statistics.median(t),
+             "clips_per_s": bs / statistics.median(t), "ratio": statistics.median(t) / first} for name, t in times.items()]
+
+
 def amp_rows(preset: str = "cpu-tiny", batch_size: int | None = None, device: str = "cpu", iters: int = 5) -> list[dict]:
     """The method step with autocast off vs bf16, alternated: whether bf16 pays on this device
     (on CPU only with AVX-512-bf16 / AMX matrix units)."""
@@ -164,14 +177,7 @@ def amp_rows(preset: str = "cpu-tiny", batch_size: int | None = None, device: st
         cfg = build_config(preset, overrides={"train.device": dev.type, "train.amp": amp})
         steps[amp] = StepUnderTest(cfg, dev, batch_size or cfg.optim.batch_size)
         time_fn(steps[amp].step, dev, 1)
-    times: dict[str, list[float]] = {amp: [] for amp in steps}
-    for _ in range(iters):
-        for amp, s in steps.items():
-            times[amp] += time_fn(s.step, dev, 1, warmup=0)
-    off = statistics.median(times["off"])
-    bs = steps["off"].globals.shape[0]
-    return [{"what": f"method step, autocast {amp}", "batch": bs, "seconds": statistics.median(t),
-             "clips_per_s": bs / statistics.median(t), "ratio": statistics.median(t) / off} for amp, t in times.items()]
+    return alternated_rows(steps, dev, iters, "autocast ")
 
 
 def compile_rows(preset: str = "cpu-tiny", batch_size: int | None = None, device: str = "cpu",
@@ -193,15 +199,8 @@ def compile_rows(preset: str = "cpu-tiny", batch_size: int | None = None, device
         time_fn(s.step, dev, 2, warmup=0)
         warm[name] = time.perf_counter() - t
     graphs = counters["stats"]["unique_graphs"]
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(iters):
-        for name, s in steps.items():
-            times[name] += time_fn(s.step, dev, 1, warmup=0)
+    rows = alternated_rows(steps, dev, iters, "")
     recompiles = counters["stats"]["unique_graphs"] - graphs
-    eager = statistics.median(times["eager"])
-    bs = steps["eager"].globals.shape[0]
-    rows = [{"what": f"method step, {name}", "batch": bs, "seconds": statistics.median(t),
-             "clips_per_s": bs / statistics.median(t), "ratio": statistics.median(t) / eager} for name, t in times.items()]
     rows.append({"what": "compile: first 2 steps (s), graphs made after warm-up", "seconds": warm["compiled"],
                  "ratio": float(recompiles)})
     return rows

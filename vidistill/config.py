@@ -36,6 +36,8 @@ PRESET_MACHINE = {
 
 log = logging.getLogger(__name__)
 
+# Teacher centrings (vidistill/objective/centring.py): DINO's running mean, DINOv2's Sinkhorn-Knopp.
+CENTRINGS = ("ema", "sinkhorn_knopp")
 
 
 class Objective(str, enum.Enum):
@@ -173,7 +175,7 @@ class OptimConfig:
     center_momentum: float = option(0.9, "teacher centre EMA momentum (centring 'ema')")
     centring: str = option(
         "ema", "teacher centring: 'ema' (DINO's running mean) or 'sinkhorn_knopp' (DINOv2's batch "
-        "balancing over the prototypes)", choices=("ema", "sinkhorn_knopp"),
+        "balancing over the prototypes)", choices=CENTRINGS,
     )
     sinkhorn_iterations: int = option(3, "Sinkhorn-Knopp iterations (centring 'sinkhorn_knopp'; DINOv2's 3)")
     # DINO's rule is far too small for a few hundred CPU steps, so small presets turn it off.

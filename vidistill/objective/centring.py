@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-CENTRINGS = ("ema", "sinkhorn_knopp")
+from vidistill.config import CENTRINGS
 
 
 def _distributed() -> bool:
