@@ -75,6 +75,25 @@ def test_photometric_applies_per_view_parameters():
     assert (out[grey].max(axis=-1) == out[grey].min(axis=-1)).all()  # R == G == B
 
 
+def test_colour_strength_scales_the_colour_ops_and_keeps_blur():
+    recipes = [V.GLOBAL_2] * 200
+    full = V.Photometric.sample(np.random.default_rng(3), recipes, 1.0)
+    half = V.Photometric.sample(np.random.default_rng(3), recipes, 1.0, strength=0.5)
+    none = V.Photometric.sample(np.random.default_rng(3), recipes, 1.0, strength=0.0)
+    # The same draws, scaled: a run at another strength differs only in how far colours move.
+    assert np.allclose(half.brightness - 1, (full.brightness - 1) / 2) and np.allclose(half.hue, full.hue / 2)
+    assert (half.gray <= full.gray).all() and half.gray.sum() < full.gray.sum()
+    assert not none.gray.any() and not none.solarize.any()
+    assert np.array_equal(none.blur_sigma, full.blur_sigma)
+    views = np.stack([pattern(16, 16, seed=i) for i in range(200)])
+    no_blur = none.blur_sigma == 0
+    out = V.apply_photometric(views.copy(), none)
+    assert no_blur.any() and np.array_equal(out[no_blur], views[no_blur])  # colours kept exactly
+    # From the config, through the view builder.
+    sample = ClipViews(data_cfg(colour_strength=0.0)).sample(np.random.default_rng(0), 192, 256)
+    assert not sample.local_color.gray.any() and (sample.local_color.brightness == 1).all()
+
+
 def test_dino_recipes_alternate_over_clip_frames():
     views = ClipViews(data_cfg(num_frames=4))
     rng = np.random.default_rng(0)

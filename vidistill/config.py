@@ -111,6 +111,10 @@ class DataConfig:
     )
     global_scale: tuple[float, float] = option((0.4, 1.0), "area fraction of the pre-crop per global view")
     local_scale: tuple[float, float] = option((0.05, 0.4), "area fraction of the pre-crop per local view")
+    colour_strength: float = option(
+        1.0, "scale of DINO's colour augmentation (jitter ranges, grayscale and solarize "
+        "probabilities; blur stays): 1 = DINO, 0 = colours kept", flag="colour-strength",
+    )
     pre_crop: bool = option(True, "one shared crop of 5-20% of the frame for all views of a clip", flag="pre-crop")
     pre_crop_scale: tuple[float, float] = option((0.05, 0.20), "area fraction of the frame")
     time_aug_delta: int = option(
@@ -264,6 +268,8 @@ class Config:
             raise ValueError("frame_stride (Δ) must be >= 1")
         if self.data.fps < 0:
             raise ValueError(f"fps must be >= 0 (0 = unknown), got {self.data.fps}")
+        if not 0 <= self.data.colour_strength <= 1:
+            raise ValueError(f"colour_strength must be in [0, 1] (1 = DINO's recipe), got {self.data.colour_strength}")
         if self.adapt.gram_weight > 0 and self.objective is Objective.GLOBAL:
             raise ValueError("adapt.gram_weight: the 'global' objective's student sees no global view to anchor")
         if min(self.data.global_size, self.data.local_size) < 1:

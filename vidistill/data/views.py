@@ -159,11 +159,17 @@ class Photometric:
         return len(self.jitter)
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, recipes: Sequence[ColorRecipe], sigma_scale: float) -> Photometric:
+    def sample(cls, rng: np.random.Generator, recipes: Sequence[ColorRecipe], sigma_scale: float,
+               strength: float = 1.0) -> Photometric:
+        """``strength`` scales the colour ops (jitter ranges, grayscale and solarize
+        probabilities; blur is geometry-like and stays): 1 is DINO's recipe, 0 keeps colours.
+        The draws are the same for every strength, so runs differ only in how far colours move."""
         v = len(recipes)
         p = {f: np.array([getattr(r, f) for r in recipes], dtype=np.float64) for f in
              ("blur_p", "solarize_p", "jitter_p", "gray_p")}
-        b, c, s, h = JITTER["brightness"], JITTER["contrast"], JITTER["saturation"], JITTER["hue"]
+        for f in ("gray_p", "solarize_p") + (("jitter_p",) if strength == 0 else ()):
+            p[f] *= strength  # at 0 no jitter op runs: an identity factor still rounds (hue's HSV trip)
+        b, c, s, h = (JITTER[k] * strength for k in ("brightness", "contrast", "saturation", "hue"))
         blur = rng.random(v) < p["blur_p"]
         sigma = rng.uniform(*BLUR_SIGMA, size=v) * sigma_scale
         return cls(
@@ -304,6 +310,7 @@ class _ViewBuilder:
     def __init__(self, data: DataConfig, color: bool = True):
         self.data = data
         self.color = color  # False: geometry only (tests, debugging, visualisation)
+        self.strength = data.colour_strength
         self.global_sigma_scale = data.global_size / DINO_GLOBAL_SIZE
         self.local_sigma_scale = data.local_size / DINO_LOCAL_SIZE
 
@@ -358,12 +365,14 @@ class ClipViews(_ViewBuilder):
         box = self._boxes(rng, region, d.global_scale, 1)[0]
         flip = bool(rng.random() < 0.5)
         global_color = Photometric.sample(
-            rng, [GLOBAL_1 if j % 2 == 0 else GLOBAL_2 for j in range(k)], self.global_sigma_scale
+            rng, [GLOBAL_1 if j % 2 == 0 else GLOBAL_2 for j in range(k)], self.global_sigma_scale,
+            self.strength,
         )
         local_frames = [j for j in range(1, k) for _ in range(n_local)]
         local_boxes = self._boxes(rng, region, d.local_scale, len(local_frames))
         local_flips = [bool(f) for f in rng.random(len(local_frames)) < 0.5]
-        local_color = Photometric.sample(rng, [LOCAL] * len(local_frames), self.local_sigma_scale)
+        local_color = Photometric.sample(rng, [LOCAL] * len(local_frames), self.local_sigma_scale,
+                                         self.strength)
         return ViewParams(
             pre_crop=region, global_frames=list(range(k)), global_boxes=[box] * k, global_flips=[flip] * k,
             global_color=global_color, local_frames=local_frames, local_boxes=local_boxes,
@@ -391,13 +400,13 @@ class FrameViews(_ViewBuilder):
         second = 1 if self.time_aug else 0
         global_boxes = self._boxes(rng, region, d.global_scale, 2)
         global_flips = [bool(f) for f in rng.random(2) < 0.5]
-        global_color = Photometric.sample(rng, [GLOBAL_1, GLOBAL_2], self.global_sigma_scale)
+        global_color = Photometric.sample(rng, [GLOBAL_1, GLOBAL_2], self.global_sigma_scale, self.strength)
         n_local = d.frame_dino_num_local  # (K−1)·L: as many student views as the method
         first_half = math.ceil(n_local / 2)
         local_frames = [0 if (j < first_half or not self.time_aug) else second for j in range(n_local)]
         local_boxes = self._boxes(rng, region, d.local_scale, n_local)
         local_flips = [bool(f) for f in rng.random(n_local) < 0.5]
-        local_color = Photometric.sample(rng, [LOCAL] * n_local, self.local_sigma_scale)
+        local_color = Photometric.sample(rng, [LOCAL] * n_local, self.local_sigma_scale, self.strength)
         return ViewParams(
             pre_crop=region, global_frames=[0, second], global_boxes=global_boxes, global_flips=global_flips,
             global_color=global_color, local_frames=local_frames, local_boxes=local_boxes,
