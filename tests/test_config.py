@@ -127,6 +127,15 @@ def test_flag_help_comes_from_the_dataclass(capsys):
     assert "--pre-crop, --no-pre-crop" in text and "{dense+global,dense,global,dino}" in text
 
 
+def test_cpu_presets_keep_colours_and_the_paper_keeps_dino_s():
+    """Issue 17 (benchmarks/training_signals.md, "Colour augmentation"): at CPU scale DINO's colour
+    jitter kept the targets uniform; the paper's scale keeps DINO's recipe."""
+    assert build_config("cpu-tiny").data.colour_strength == 0
+    assert build_config("adapt-cpu").data.colour_strength == 0
+    assert build_config("paper").data.colour_strength == build_config("adapt").data.colour_strength == 1
+    assert cli_config("--preset", "cpu-tiny", "--colour-strength", "1").data.colour_strength == 1
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--set", "train.amp=fast"], "train.amp must be one of auto, bf16, fp16, off"),
     (["--set", "objective=dinov2"], "is not one of dense+global, dense, global, dino"),
@@ -134,6 +143,7 @@ def test_flag_help_comes_from_the_dataclass(capsys):
     (["--set", "optim.batch_size=lots"], "bad value for 'optim.batch_size'"),
     (["--set", "model.model_args=[1, 2]"], "expected a mapping"),
     (["--set", "noequals"], "--set expects KEY=VALUE"),
+    (["--colour-strength", "1.5"], "colour_strength must be in [0, 1]"),
 ])
 def test_bad_values_name_the_key(argv, message):
     with pytest.raises(VidistillError, match=message.replace("(", r"\(").replace("+", r"\+").replace("[", r"\[")):
