@@ -30,8 +30,9 @@ PRESET_MACHINE = {
     "adapt": "--init with CUDA",
     "adapt-cpu": "--init without CUDA: CPU sizes, ViT at 96 px crops, batch 8, out_dim 4096",
     "gpu": "CUDA",
-    "cpu-tiny": "no CUDA: ViT-Ti/16 at 96 px, batch 8, from random weights, which at CPU scale does not beat "
-    "random init on a robot log (benchmarks/training_signals.md); --init an encoder you trust adapts it instead",
+    "cpu-tiny": "no CUDA: ViT-Ti/16 at 96 px, batch 8, from random weights, which at CPU scale beats random "
+    "init on a robot log in some seeds, not reliably (benchmarks/training_signals.md); --init an encoder you "
+    "trust adapts it instead",
 }
 
 log = logging.getLogger(__name__)
