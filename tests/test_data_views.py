@@ -17,7 +17,9 @@ from vidistill.data.views import Box, ClipViews, FrameViews, Normalise, build_vi
 
 
 def data_cfg(**over):
-    over = {f"data.{k}": v for k, v in over.items()}
+    """cpu-tiny's data settings with DINO's colour recipe (the preset itself keeps colours since
+    issue 17; these tests are about the recipe)."""
+    over = {"data.colour_strength": 1.0, **{f"data.{k}": v for k, v in over.items()}}
     return build_config("cpu-tiny", overrides=over).data
 
 
