@@ -75,3 +75,16 @@ def test_metaworld_quick_run(renderable, tmp_path):
     again = json.loads((out / "metaworld.json").read_text())
     assert set(again["seconds_this_invocation"]) == {"record (this invocation)"}
     assert again["table"] == report["table"]
+
+    # A policy on the mean patch token shares the encoders and keeps its own policies and rollouts.
+    r3 = subprocess.run([sys.executable, "-m", "benchmarks.metaworld.run", "--output", str(out), "--quick", "--rows",
+                         "random", "--features", "pooled"], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert r3.returncode == 0, r3.stderr[-3000:]
+    pooled = json.loads((out / "metaworld_pooled.json").read_text())
+    assert "train" not in pooled["seconds_this_invocation"] and "rollouts" in pooled["seconds_this_invocation"]
+    assert (out / "rollouts" / "random_s0_pooled_button-press-topdown_none.json").is_file()
+    import numpy as np
+
+    cls, mean_patch = (np.load(out / "features" / f"random_s0{tag}_demos.npy") for tag in ("", "_pooled"))
+    assert cls.shape == mean_patch.shape and not np.allclose(cls, mean_patch)
+    assert json.loads((out / "metaworld.json").read_text())["table"] == report["table"]  # the [CLS] report untouched

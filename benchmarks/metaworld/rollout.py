@@ -29,7 +29,7 @@ def rollout_job(job: dict) -> dict:
     encoder = load_encoder(job["export"], backend=job["backend"])
     env = FeatureObservationWrapper(make_env(job["task"], job["size"], variation=job["variation"],
                                              max_steps=job["horizon"]),
-                                    encoder, output="cls", pixel_key="pixels")
+                                    encoder, output=job.get("features", "cls"), pixel_key="pixels")
     outcomes, lengths = [], []
     seed0 = ROLLOUT_SEED + 1000 * job["task_index"] + (0 if job["variation"] == "none" else 500)
     try:

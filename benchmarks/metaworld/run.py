@@ -9,8 +9,9 @@ Stages, each reused when its output exists (rerun the same command to resume):
    init (an untrained checkpoint, exported); vidistill from scratch (``--preset cpu-tiny``, the
    method); DINO on frames from scratch (``--objective dino``); with ``--base PATH``: the base as
    is and the base adapted (``--preset adapt --init PATH``).
-3. ``features/``: the export's [CLS] on every demo frame, decoded from the dataset's AV1 video
-   through vidistill's own LeRobot reader (cached per encoder).
+3. ``features/``: the export's [CLS] (``--features pooled``: its mean patch token, what the dense
+   next-frame loss trains) on every demo frame, decoded from the dataset's AV1 video through
+   vidistill's own LeRobot reader (cached per encoder and feature kind).
 4. ``bc/``: one MLP policy per encoder, seed and task (``bc.py``: 3 x 256, 3-frame history).
 5. ``rollouts/``: the policy on the real Meta-World env, seeing the ONNX export through
    ``FeatureObservationWrapper`` (pixels from a small offscreen renderer, encoded live), from
@@ -153,10 +154,16 @@ def read_split(root: Path) -> dict:
             "action": np.asarray(table["action"], np.float32), "state": np.asarray(table["observation.state"], np.float32)}
 
 
+def policy_name(export: Path, args) -> str:
+    """Files of one encoder's policy: the [CLS] policy keeps the plain name (results made before
+    ``--features`` resume), the others carry their feature kind."""
+    return export.parent.name + ("" if args.features == "cls" else f"_{args.features}")
+
+
 def cached_features(export: Path, split: str, args, times: dict):
     import numpy as np
 
-    path = args.output / "features" / f"{export.parent.name}_{split}.npy"
+    path = args.output / "features" / f"{policy_name(export, args)}_{split}.npy"
     if path.is_file():
         return np.load(path)
     from vidistill.runtime import load_encoder
@@ -164,7 +171,7 @@ def cached_features(export: Path, split: str, args, times: dict):
     t0 = time.perf_counter()
     frames = args.splits[split]["frames"]
     encoder = load_encoder(export, backend=args.backend)
-    feats = np.concatenate([encoder.encode(frames[i:i + 64]).select("cls") for i in range(0, len(frames), 64)])
+    feats = np.concatenate([encoder.encode(frames[i:i + 64]).select(args.features) for i in range(0, len(frames), 64)])
     encoder.close()
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, feats.astype(np.float32))
@@ -176,7 +183,7 @@ def ensure_policy(export: Path, seed: int, task: str, args, times: dict) -> BCPo
     import numpy as np
     import torch
 
-    path = args.output / "bc" / f"{export.parent.name}_{task}.pt"
+    path = args.output / "bc" / f"{policy_name(export, args)}_{task}.pt"
     if path.is_file():
         return BCPolicy.from_state(torch.load(path, weights_only=False))
     demos = args.splits["demos"]
@@ -185,7 +192,7 @@ def ensure_policy(export: Path, seed: int, task: str, args, times: dict) -> BCPo
     mask = np.array([t == task for t in demos["task"]])
     inputs = history_inputs(feats[mask], demos["state"][mask], demos["episode"][mask])
     policy, record = train_bc(inputs, demos["action"][mask], BCSettings(steps=args.bc_steps), seed)
-    log.info("%s %s: BC loss %.4f -> %.4f on %d frames", export.parent.name, task, record["first_loss"],
+    log.info("%s %s: BC loss %.4f -> %.4f on %d frames", policy_name(export, args), task, record["first_loss"],
              record["final_loss"], len(inputs))
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({**policy.state_dict(), "record": record}, path)
@@ -197,15 +204,16 @@ def rollouts(export: Path, jobs: list[tuple[str, str, int]], args, times: dict) 
     """(task, variation, n) rollouts of the encoder's policies, in a child process (rollout.py)."""
     todo, out = [], []
     for task, variation, n in jobs:
-        path = args.output / "rollouts" / f"{export.parent.name}_{task}_{variation}.json"
+        name = policy_name(export, args)
+        path = args.output / "rollouts" / f"{name}_{task}_{variation}.json"
         out.append(path)
         if not path.is_file():
-            todo.append({"export": str(export), "policy": str(args.output / "bc" / f"{export.parent.name}_{task}.pt"),
-                         "task": task, "task_index": args.tasks.index(task), "variation": variation, "n": n,
+            todo.append({"export": str(export), "policy": str(args.output / "bc" / f"{name}_{task}.pt"),
+                         "features": args.features, "task": task, "task_index": args.tasks.index(task), "variation": variation, "n": n,
                          "size": args.size, "horizon": args.horizon, "backend": args.backend, "output": str(path)})
     if todo:
         t0 = time.perf_counter()
-        spec = args.output / "rollouts" / f"{export.parent.name}.jobs.json"
+        spec = args.output / "rollouts" / f"{policy_name(export, args)}.jobs.json"
         spec.parent.mkdir(parents=True, exist_ok=True)
         spec.write_text(json.dumps(todo, indent=2))
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
@@ -273,6 +281,10 @@ def actions_r2(report: dict, slug: str, target: str = "action") -> str:
     return f"{statistics.fmean(vals):.3f}" if vals else "–"
 
 
+def report_path(args) -> Path:
+    return args.output / ("metaworld.json" if args.features == "cls" else f"metaworld_{args.features}.json")
+
+
 # ---- main -----------------------------------------------------------------------------------
 
 
@@ -293,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--base", type=Path, default=None, help="a base encoder (any --init artefact) for the "
                     "'base (as is)' and 'base + vidistill' rows")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, every row")
+    ap.add_argument("--features", choices=("cls", "pooled"), default="cls",
+                    help="what the BC policy reads: the [CLS] token (CortexBench's usual), or the mean patch "
+                         "token (the dense branch); encoders are shared, policies and rollouts kept apart")
     ap.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (default 1: shared CPU)")
     ap.add_argument("--backend", default=None, help="runtime backend of features and rollouts (default: onnx "
                     "on CPU, auto with --gpu: TensorRT > ORT CUDA > ORT CPU > torch)")
@@ -343,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                     "task, variation) cells; the same rollout starts for every encoder; action R²: `vidistill eval "
                     "actions` ridge readout on frozen [CLS] + mean patch, whole episodes held out",
         }
-        (args.output / "metaworld.json").write_text(json.dumps(report, indent=2) + "\n")
+        report_path(args).write_text(json.dumps(report, indent=2) + "\n")
         return table
 
     for seed in args.seeds:
@@ -363,8 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     table = write_report(actions)
     print(format_table(table, actions, args.markdown))
     print(f"\n(tasks {args.tasks}; seeds {args.seeds}; {args.steps} steps x batch {args.batch}; "
-          f"{args.rollouts} rollouts per task x seed, {args.ood_rollouts} per OOD variation; JSON: "
-          f"{args.output / 'metaworld.json'})")
+          f"{args.rollouts} rollouts per task x seed, {args.ood_rollouts} per OOD variation; policy on "
+          f"{args.features}; JSON: {report_path(args)})")
     print("time per stage (this invocation): " + ", ".join(f"{k} {v:.0f} s" for k, v in times["seconds"].items()))
     return 0
 
