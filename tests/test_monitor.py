@@ -22,6 +22,9 @@ def tiny(videos, output, **overrides):
         "optim.batch_size": 4, "data.global_size": 64, "data.local_size": 32, "model.out_dim": 512,
         "data.num_workers": 0, "data.max_side": 0, "model.head_hidden_dim": 128, "train.progress": False,
         "train.monitor_every": 5,
+        # These tests are about DINO's running-mean centre (cpu-tiny's before issue 17's
+        # Sinkhorn-Knopp): its partial collapse and its near-uniform advice, as measured.
+        "optim.centring": "ema", "optim.teacher_temp": 0.02, "optim.warmup_teacher_temp": 0.02,
     }
     return build_config("cpu-tiny", overrides={**base, **overrides})
 
@@ -109,6 +112,39 @@ def test_uniform_advice_names_out_dim_for_a_tiny_clip_set(videos, tmp_path, capl
     assert causes.startswith("(1) model.out_dim 65536 is far larger than the ")
     assert "distinct [CLS] targets this run has in its video" in causes and "try --out-dim 256" in causes
     assert "(2) the teacher temperature 0.07" in causes and "optim.teacher_temp=0.035" in causes
+
+
+def test_near_uniform_is_measured_from_the_sinkhorn_knopp_floor(caplog):
+    """Sinkhorn-Knopp gives each of N rows at least K/N prototypes: at cpu-tiny's batch (16 [CLS]
+    rows, K = 4096) the floor is log 256 = 0.67 log K, and the 0.84-0.86 log K its runs end at is
+    well above uniform's share of that range. The same entropy under the running mean is
+    near-uniform, and a Sinkhorn-Knopp row at uniform still is."""
+    from vidistill.train.monitor import CollapseDetector, RunFacts
+
+    cfg = build_config("cpu-tiny")
+    assert cfg.optim.centring == "sinkhorn_knopp" and cfg.optim.batch_size == 8
+    log_k = math.log(4096)
+
+    def warned(centring, fraction, world_size=1):
+        cfg.optim.centring = centring
+        facts = RunFacts.of(cfg, 1000, 600, world_size=world_size, patches=36)
+        watch = CollapseDetector(4096, near_uniform_steps=10, facts=facts)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="vidistill.train.monitor"):
+            for step in range(1, 12):
+                watch.update({"global/teacher_entropy": fraction * log_k, "global/kl": 0.7}, step)
+        return [r.getMessage() for r in caplog.records if "near-uniform" in r.getMessage()], facts
+
+    sk, facts = warned("sinkhorn_knopp", 0.85)
+    assert facts.entropy_floor("global") == pytest.approx(math.log(4096 / 16))
+    assert facts.entropy_floor("dense") == pytest.approx(math.log(4096 / (16 * 36)))
+    assert sk == []
+    assert warned("ema", 0.85)[0]  # no floor: 0.85 log K is near-uniform
+    at_uniform, _ = warned("sinkhorn_knopp", 0.97)
+    assert at_uniform and "the centring's floor is 5.55" in at_uniform[0]
+    assert "Sinkhorn-Knopp centring spreads each of the batch's 16 global targets" in at_uniform[0]
+    # Eight processes pool their rows: the floor drops to log(4096/128).
+    assert warned("sinkhorn_knopp", 0.85, world_size=8)[1].entropy_floor("global") == pytest.approx(math.log(32))
 
 
 @pytest.fixture(scope="module")

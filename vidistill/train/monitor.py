@@ -36,6 +36,8 @@ class RunFacts:
     targets_per_clip: int = 2  # [CLS] targets one clip gives the global branch (K−1, or 2 for DINO)
     patches: int = 1  # patch targets per global view (the dense branch)
     rows_per_process: dict[str, int] | None = None  # target rows a batch gives each branch, one process
+    centring: str = "ema"
+    world_size: int = 1
 
     @classmethod
     def of(cls, cfg: Any, clips_per_epoch: int, total_steps: int, world_size: int = 1, patches: int = 1) -> RunFacts:
@@ -48,7 +50,21 @@ class RunFacts:
             clips_per_epoch=clips_per_epoch, total_steps=total_steps, targets_per_clip=per_clip,
             patches=patches,
             rows_per_process={"global": o.batch_size * per_clip, "dense": o.batch_size * per_clip * patches},
+            centring=o.centring, world_size=world_size,
         )
+
+    def entropy_floor(self, branch: str) -> float:
+        """The least target entropy (nats) the centring allows a branch's rows.
+
+        Sinkhorn-Knopp gives every prototype the same share of a batch (1/K of its mass) and
+        every row (a target) 1/N of it. With K prototypes and N < K rows across all processes,
+        a row can only fill itself from at least K/N prototypes: its entropy is at least
+        log(K/N) (at batch 8, 16 [CLS] rows and K = 4096: 0.67 log K). DINO's running-mean centre
+        sets no such floor."""
+        rows = (self.rows_per_process or {}).get(branch)
+        if self.centring != "sinkhorn_knopp" or not rows:
+            return 0.0
+        return max(math.log(self.out_dim / (rows * self.world_size)), 0.0)
 
 
 def uniform_causes(facts: RunFacts, branch: str, entropy: float, step: int) -> list[str]:
@@ -56,6 +72,14 @@ def uniform_causes(facts: RunFacts, branch: str, entropy: float, step: int) -> l
     likely first (each with the number that makes it likely)."""
     log_k = math.log(facts.out_dim)
     causes = []
+    floor = facts.entropy_floor(branch)
+    if floor > 0.5 * log_k:
+        rows = (facts.rows_per_process or {}).get(branch, 0) * facts.world_size
+        causes.append(
+            f"Sinkhorn-Knopp centring spreads each of the batch's {rows} {branch} targets over at least "
+            f"out_dim/{rows} prototypes ({floor:.2f} nats, {floor / log_k:.2f}*log(out_dim)): a larger batch or "
+            f"a smaller model.out_dim lowers that floor"
+        )
     # Near-uniform targets are softmax(spread / τ_T): for a small spread their entropy deficit
     # grows as 1/τ_T² (x4 when τ_T halves), less once the targets are sharp. Measured on the
     # adaptation benchmark's base with a fresh head: 0.9-1.1 nats at 0.04, 2.8-3.2 at 0.02 (x3).
@@ -104,7 +128,8 @@ class CollapseDetector:
       H(p_T) ≈ 0 with a small KL (every image maps to one prototype). A few consecutive flagged
       steps are needed, since the first steps of a run look uniform too. This is ``collapsed``.
     * Near-uniform targets: H(p_T) ≥ ``near_uniform``·log(out_dim) for ``near_uniform_steps``
-      steps in a row, whatever the KL. Not a collapse yet, but the targets carry little to learn
+      steps in a row, whatever the KL (with Sinkhorn-Knopp centring, ``near_uniform`` of the way
+      from its floor log(K/N) to log K: ``RunFacts.entropy_floor``). Not a collapse yet, but the targets carry little to learn
       (measured: the adaptation benchmark's ``adapt`` rows sat at 0.92-0.95 for 1000 steps while
       the loss never left log(out_dim)). Warned once, and again each time the streak doubles,
       with how long and the settings most likely at fault in this run (``uniform_causes``).
@@ -193,7 +218,10 @@ class CollapseDetector:
             )
 
     def _watch_near_uniform(self, branch: str, entropy: float, kl: float, step: int) -> None:
-        if entropy < self.near_uniform * self.log_k:
+        # Measured from the least entropy the centring allows (Sinkhorn-Knopp's log(K/N)), so a
+        # batch-balanced target is not called uniform for the softness the balancing imposes.
+        floor = self.facts.entropy_floor(branch) if self.facts else 0.0
+        if entropy - floor < self.near_uniform * (self.log_k - floor):
             self._uniform_streak[branch] = 0
             self._uniform_next_warning[branch] = self.near_uniform_steps
             return
@@ -203,10 +231,11 @@ class CollapseDetector:
         self._uniform_next_warning[branch] = 2 * streak
         log.warning(
             "the %s branch's teacher targets have been near-uniform for %d steps (since step %d): "
-            "entropy %.2f*log(out_dim) (%.2f of %.2f nats), KL to the student %.2g. Not a collapse "
+            "entropy %.2f*log(out_dim) (%.2f of %.2f nats%s), KL to the student %.2g. Not a collapse "
             "by the %s rule, but the student learns little from such targets. Likely causes in this "
             "run: %s.",
-            branch, streak, step - streak + 1, entropy / self.log_k, entropy, self.log_k, kl,
+            branch, streak, step - streak + 1, entropy / self.log_k, entropy, self.log_k,
+            f"; the centring's floor is {floor:.2f}" if floor else "", kl,
             "'collapsed'", self._advice(branch, entropy, step),
         )
 
