@@ -31,7 +31,8 @@ PRESET_MACHINE = {
     "adapt-cpu": "--init without CUDA: CPU sizes, ViT at 96 px crops, batch 8, out_dim 4096",
     "gpu": "CUDA",
     "cpu-tiny": "no CUDA: ViT-Ti/16 at 96 px, batch 8, from random weights, which at CPU scale beats random "
-    "init on a robot log by about 1 mIoU in 600 steps (benchmarks/training_signals.md); --init an encoder you "
+    "init on a robot log by 1-5 mIoU in 600 steps, depending on the video (benchmarks/training_signals.md); "
+    "--init an encoder you "
     "trust adapts it instead",
 }
 
