@@ -154,10 +154,15 @@ def read_split(root: Path) -> dict:
             "action": np.asarray(table["action"], np.float32), "state": np.asarray(table["observation.state"], np.float32)}
 
 
+def feature_tag(args) -> str:
+    """The suffix of files that depend on what the policy reads: none for [CLS] (results made
+    before ``--features`` resume), ``_pooled`` for the mean patch token."""
+    return "" if args.features == "cls" else f"_{args.features}"
+
+
 def policy_name(export: Path, args) -> str:
-    """Files of one encoder's policy: the [CLS] policy keeps the plain name (results made before
-    ``--features`` resume), the others carry their feature kind."""
-    return export.parent.name + ("" if args.features == "cls" else f"_{args.features}")
+    """One encoder's policy files: features, BC weights, rollouts."""
+    return export.parent.name + feature_tag(args)
 
 
 def cached_features(export: Path, split: str, args, times: dict):
@@ -203,8 +208,8 @@ def ensure_policy(export: Path, seed: int, task: str, args, times: dict) -> BCPo
 def rollouts(export: Path, jobs: list[tuple[str, str, int]], args, times: dict) -> list[dict]:
     """(task, variation, n) rollouts of the encoder's policies, in a child process (rollout.py)."""
     todo, out = [], []
+    name = policy_name(export, args)
     for task, variation, n in jobs:
-        name = policy_name(export, args)
         path = args.output / "rollouts" / f"{name}_{task}_{variation}.json"
         out.append(path)
         if not path.is_file():
@@ -213,7 +218,7 @@ def rollouts(export: Path, jobs: list[tuple[str, str, int]], args, times: dict) 
                          "size": args.size, "horizon": args.horizon, "backend": args.backend, "output": str(path)})
     if todo:
         t0 = time.perf_counter()
-        spec = args.output / "rollouts" / f"{policy_name(export, args)}.jobs.json"
+        spec = args.output / "rollouts" / f"{name}.jobs.json"
         spec.parent.mkdir(parents=True, exist_ok=True)
         spec.write_text(json.dumps(todo, indent=2))
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
@@ -282,7 +287,7 @@ def actions_r2(report: dict, slug: str, target: str = "action") -> str:
 
 
 def report_path(args) -> Path:
-    return args.output / ("metaworld.json" if args.features == "cls" else f"metaworld_{args.features}.json")
+    return args.output / f"metaworld{feature_tag(args)}.json"
 
 
 # ---- main -----------------------------------------------------------------------------------

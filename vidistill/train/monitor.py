@@ -61,10 +61,14 @@ class RunFacts:
         a row can only fill itself from at least K/N prototypes: its entropy is at least
         log(K/N) (at batch 8, 16 [CLS] rows and K = 4096: 0.67 log K). DINO's running-mean centre
         sets no such floor."""
-        rows = (self.rows_per_process or {}).get(branch)
+        rows = self.target_rows(branch)
         if self.centring != "sinkhorn_knopp" or not rows:
             return 0.0
-        return max(math.log(self.out_dim / (rows * self.world_size)), 0.0)
+        return max(math.log(self.out_dim / rows), 0.0)
+
+    def target_rows(self, branch: str) -> int:
+        """Target rows a step gives ``branch`` over all processes (0 when unknown)."""
+        return (self.rows_per_process or {}).get(branch, 0) * self.world_size
 
 
 def uniform_causes(facts: RunFacts, branch: str, entropy: float, step: int) -> list[str]:
@@ -74,7 +78,7 @@ def uniform_causes(facts: RunFacts, branch: str, entropy: float, step: int) -> l
     causes = []
     floor = facts.entropy_floor(branch)
     if floor > 0.5 * log_k:
-        rows = (facts.rows_per_process or {}).get(branch, 0) * facts.world_size
+        rows = facts.target_rows(branch)
         causes.append(
             f"Sinkhorn-Knopp centring spreads each of the batch's {rows} {branch} targets over at least "
             f"out_dim/{rows} prototypes ({floor:.2f} nats, {floor / log_k:.2f}*log(out_dim)): a larger batch or "
