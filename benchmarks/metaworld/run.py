@@ -115,7 +115,8 @@ def ensure_encoder(slug: str, seed: int, args, times: dict) -> Path:
         cmd = ["train", "--video", str(args.output / "data" / "robot_log"), "--output", str(folder),
                "--max-steps", str(args.steps), "--batch-size", str(args.batch), "--seed", str(seed),
                "--set", "train.progress=false", *spec["args"]]
-        cmd += ["--preset", "adapt", "--init", str(args.base)] if spec.get("init") else ["--preset", args.preset]
+        # An adapted row takes `--init`'s own default preset (adapt-cpu without CUDA, adapt with it).
+        cmd += ["--init", str(args.base)] if spec.get("init") else ["--preset", args.preset]
         for item in args.set:
             cmd += ["--set", item]
         log.info("%s_s%d: vidistill %s", slug, seed, " ".join(cmd))
@@ -233,7 +234,11 @@ def rollouts(export: Path, jobs: list[tuple[str, str, int]], args, times: dict) 
 def eval_actions(exports: list[Path], split: str, args, times: dict) -> dict | None:
     path = args.output / "eval_actions" / f"{split}.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        cached = json.loads(path.read_text())
+        # A run over other seeds or rows (a parallel lane) wrote it for other exports: redo it.
+        judged = sorted(r["encoder"] for r in cached.get("rows", []) if r.get("encoder") != "random init")
+        if judged == sorted(map(str, exports)):
+            return cached
     import importlib.util
 
     if importlib.util.find_spec("vidistill.eval.actions") is None:  # `vidistill eval actions` (issue 18 section 1)
