@@ -14,6 +14,10 @@ training, cpu-tiny sizes: K=3, Δ=30, 96/48 px views, a generated textured scene
 * ``lerobot v3.0 frames``: the AV1 video cut into 4 episodes of one concatenated mp4, and the same
   frames as an image feature (PNG bytes in the data parquet, 100-row groups);
 * ``cache clip`` / ``video clip``: a whole dataset item (frames + all views, normalised);
+* ``... chains of 8``: the same in the order one DataLoader worker reads clips with
+  ``data.chain_length 8`` (8 lanes: batch 8), frames shared through the dataset's ``FrameMemo``;
+* ``rgb conversion``: a decoded frame to RGB, PyAV's per-frame ``to_ndarray`` vs one kept
+  ``VideoReformatter`` (what ``VideoFileSource`` uses), alternated, pixels compared;
 * ``decoder <lib> <codec>``: the bare decoder reading a clip's K frames by seeking (``pyav``: our
   VideoFileSource; ``opencv``: ``CAP_PROP_POS_FRAMES`` + ``read``), and the fraction of frames
   that equal the sequential decode (``exact``). OpenCV 5.0's wheel decodes 0 AV1 frames;
@@ -42,11 +46,13 @@ import torch
 
 from vidistill.config import build_config
 from vidistill.data.cache import extract_cache
-from vidistill.data.dataset import build_dataloader, build_dataset
+from vidistill.data.clips import chained_order
+from vidistill.data.dataset import FrameMemo, build_dataloader, build_dataset
 
 # OpenCV's FFmpeg prints 3 lines per AV1 frame it fails to decode (the decoder row shows the failure).
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
+CHAIN, LANES = 8, 8  # data.chain_length, and one worker's lanes at cpu-tiny's batch of 8
 SIZE = (256, 192)
 FULL_SIZE = (640, 480)
 # (label, PyAV encoder, keyframe interval, encoder options): what robot logs hold.
@@ -171,6 +177,47 @@ def decoder_rows(path: Path, label: str, index, clips: list[int], repeats: int) 
     cap.release()
     src.close()
     return rows
+
+
+def conversion_rows(path: Path, repeats: int) -> list[dict]:
+    """A decoded frame to RGB: PyAV's ``to_ndarray(format="rgb24")`` (a new swscale context per
+    frame) vs one ``VideoReformatter`` kept for the decoder's life (what ``VideoFileSource`` does),
+    alternated; ``exact``: share of frames with identical pixels."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    def decoded() -> list:  # fresh frames each time: PyAV keeps a converter on a frame it converted
+        with av.open(str(path)) as c:
+            return list(c.decode(video=0))[:100]
+
+    keep = VideoReformatter()
+    ways = {"per frame (to_ndarray)": lambda f: f.to_ndarray(format="rgb24"),
+            "kept reformatter": lambda f: keep.reformat(f, format="rgb24").to_ndarray()}
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(repeats + 1):
+        for name, way in ways.items():
+            frames = decoded()
+            t0 = time.perf_counter()
+            for f in frames:
+                way(f)
+            times[name].append((time.perf_counter() - t0) / len(frames))
+    exact = np.mean([np.array_equal(ways["kept reformatter"](f), g.to_ndarray(format="rgb24"))
+                     for f, g in zip(decoded(), decoded(), strict=True)])
+    return [{"bench": "data", "case": f"rgb conversion, {name}", "ms_per_frame": round(statistics.median(t[1:]) * 1e3, 3),
+             "ms_per_clip": None, "clips_per_s": None, "x_floor": None, "exact": round(float(exact), 3),
+             "note": f"{statistics.median(t[1:]) * 1e3:.3f} ms per frame"} for name, t in times.items()]
+
+
+def _time_chained(ds, fn, clips: list[int], repeats: int) -> float:
+    """Median seconds per clip of ``clips`` in their (chained) order, each pass from an empty memo."""
+    times = []
+    for _ in range(repeats + 1):  # the first pass warms the decoder up; not counted
+        ds.memo = FrameMemo(2 * ds.index.num_frames * LANES)
+        t0 = time.perf_counter()
+        for c in clips:
+            fn(c)
+        times.append((time.perf_counter() - t0) / len(clips))
+    return statistics.median(times[1:])
 
 
 def _time_per_clip(fn, clips: list[int], repeats: int) -> float:
@@ -341,6 +388,22 @@ def run(quick: bool = True, size: tuple[int, int] | None = None) -> list[dict]:
             "cache clip (frames+views)": _time_per_clip(lambda c: ds_cache[(c, 0)], clips, repeats),
             "video clip (frames+views)": _time_per_clip(lambda c: ds_video[(c, 0)], clips, repeats),
         }
+        # Chained order (data.chain_length 8, one worker's 8 lanes at batch 8): the clips in the
+        # order that worker gets them, each repeat from an empty frame memo.
+        chained = {}
+        for name, path, camera, fn in (("video", video, None, "frames"), ("video", video, None, "clip"),
+                                       ("video h264 g=30", videos[CODECS[1][0]], None, "frames"),
+                                       ("lerobot v3.0 (av1 g=2)", lerobot, "top", "frames")):
+            cfg = build_config("cpu-tiny", overrides={**over, "data.videos": [str(path)], "data.chain_length": CHAIN,
+                                                      "data.cameras": [camera] if camera else []})
+            ds = build_dataset(cfg)
+            g = torch.Generator()
+            g.manual_seed(0)
+            order = chained_order(ds.index, CHAIN, LANES, g)[:num_clips].tolist()
+            read = ds.frames if fn == "frames" else (lambda c, ds=ds: ds[(c, 0)])
+            chained[f"{name} {fn}{'' if fn == 'frames' else ' (frames+views)'}, chains of {CHAIN}"] = _time_chained(
+                ds, read, order, repeats)
+        measured.update(chained)
         for name, sec in measured.items():
             rows.append({
                 "bench": "data", "case": name, "ms_per_clip": round(sec * 1e3, 3),
@@ -349,6 +412,7 @@ def run(quick: bool = True, size: tuple[int, int] | None = None) -> list[dict]:
             })
         for label, *_ in CODECS:
             rows += decoder_rows(videos[label], label, ds_cache.index, clips, repeats)
+        rows += conversion_rows(video, repeats)
         rows += robot_log_rows(Path(tmp), size, num_clips, repeats, base)
         rows.append({
             "bench": "data", "case": "extract (1 process)", "ms_per_clip": None,

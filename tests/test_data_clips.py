@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
 from vidistill.config import build_config
-from vidistill.data.clips import ClipIndex, ClipSampler, clip_span
+from vidistill.data.clips import ClipIndex, ClipSampler, chained_order, clip_span
 from vidistill.data.dataset import ClipBatch, build_dataloader, build_dataset, collate_clips
 
 
@@ -155,3 +157,72 @@ def test_iterating_the_loader_leaves_the_global_rng_alone(episode_tree):
     after = torch.rand(3)
     torch.manual_seed(123)
     assert torch.equal(after, torch.rand(3))
+
+
+# ---- chained order (data.chain_length): clips that share frames, read by one worker in turn ----
+
+
+def test_chained_order_deals_whole_chains_to_lanes():
+    index = ClipIndex([40, 25, 7], 3, 5)  # 30 + 15 + 0 clips
+    g = torch.Generator()
+    g.manual_seed(0)
+    order = chained_order(index, chain_length=4, lanes=6, generator=g).tolist()
+    assert sorted(order) == list(range(len(index)))  # a permutation: every clip once
+    lanes: dict[int, list[tuple[int, int]]] = {}
+    for position, clip in enumerate(order):
+        source, frames = index.frames(clip)
+        lanes.setdefault(position % 6, []).append((source, frames[0]))
+    steps = []
+    for lane in lanes.values():  # ragged last rounds aside, a lane's next clip is its chain's next
+        steps += [b[1] - a[1] for a, b in zip(lane, lane[1:]) if a[0] == b[0] and b[1] - a[1] == 5]
+    # 15 chains (source 0: 5 phases x 6 clips -> 4 + 2; source 1: 5 x 3), so 30 steps inside chains;
+    # nearly all of them are a lane's next clip (not all: the last rounds are ragged).
+    assert 0.8 * 30 <= len(steps) <= 30
+    g.manual_seed(0)
+    assert chained_order(index, 4, 6, g).tolist() == order  # drawn from the generator alone
+    g.manual_seed(1)
+    assert chained_order(index, 4, 6, g).tolist() != order
+
+
+def test_chained_sampler_shards_resumes_and_keeps_lanes_per_rank():
+    index = ClipIndex([90, 61], 3, 4)
+    replicas, lanes = 2, 2 * 3  # 2 ranks x (1 worker x batch 3)
+    samplers = [ClipSampler(index, seed=5, num_replicas=replicas, rank=r, chain_length=6, lanes=lanes) for r in range(2)]
+    shards = [ids(s) for s in samplers]
+    flat = [c for s in shards for c in s]
+    assert len(shards[0]) == len(shards[1]) and set(flat) == set(range(len(index)))
+    assert ids(ClipSampler(index, seed=5)) != shards[0][: len(index)]  # not the shuffled order
+    # A rank's batch of 3 continues the chains of its previous batch: same sources, 4 frames on.
+    first, second = shards[0][:3], shards[0][3:6]
+    starts = [index.frames(c) for c in first], [index.frames(c) for c in second]
+    assert sum(a[0] == b[0] and b[1][0] - a[1][0] == 4 for a, b in zip(*starts)) >= 2
+    resumed = ClipSampler(index, seed=5, num_replicas=2, rank=1, chain_length=6, lanes=lanes, start_index=9)
+    assert ids(resumed) == shards[1][9:]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_chained_loader_decodes_shared_frames_once_and_keeps_the_views(video_file, workers):
+    overrides = {"data.videos": [str(video_file)], "data.frame_stride": 8, "data.num_workers": workers,
+                 "optim.batch_size": 2, "data.chain_length": 8}
+    loader, _ = build_dataloader(build_config("cpu-tiny", overrides=overrides))
+    plain = build_dataset(build_config("cpu-tiny", overrides={**overrides, "data.chain_length": 0}))
+    assert plain.memo.capacity == 0 and loader.dataset.memo.capacity == 2 * 3 * 2
+    batches = list(itertools.islice(loader, 12))
+    for batch in batches:  # a memo frame is the decoded frame: the same views as a plain read
+        expected = collate_clips([plain[(c, 0)] for c in batch.clip_ids.tolist()])
+        assert torch.equal(batch.globals, expected.globals) and torch.equal(batch.locals, expected.locals)
+    if workers == 0:  # the memo's counts live in this process
+        memo = loader.dataset.memo
+        assert memo.misses + memo.hits == 12 * 2 * 3
+        assert memo.misses <= 0.5 * (memo.misses + memo.hits)  # K=3: ~1 new frame per clip in a chain
+
+
+def test_memo_frames_are_read_only(video_file):
+    from vidistill.data.dataset import FrameMemo
+    from vidistill.data.sources import VideoFileSource
+
+    memo = FrameMemo(4)
+    frame = memo.read(VideoFileSource(video_file), 0, [3])[0]
+    with pytest.raises(ValueError):
+        frame[0, 0, 0] = 1
+    assert memo.read(VideoFileSource(video_file), 0, [3])[0] is frame and (memo.hits, memo.misses) == (1, 1)

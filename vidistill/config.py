@@ -105,6 +105,11 @@ class DataConfig:
     num_frames: int = option(3, "K, frames per clip", flag="num-frames")
     frame_stride: int = option(30, "Δ, frames between consecutive clip frames", flag="frame-stride")
     clip_stride: int = option(1, "keep every n-th valid clip start (subsampling for long logs)")
+    chain_length: int = option(
+        0, "clips Δ apart read one after another by one worker, so a frame is decoded once for the "
+        "K clips that share it (vidistill/data/clips.py); 0 = every clip from a random place",
+        flag="chain-length",
+    )
     global_size: int = option(224, "square global crop size in pixels (the encoder's training input)", flag="global-size")
     local_size: int = option(96, "local view size in pixels")
     num_local: int = option(
@@ -268,6 +273,8 @@ class Config:
             raise ValueError("num_frames (K) must be >= 2 for the next-frame objective")
         if self.data.frame_stride < 1:
             raise ValueError("frame_stride (Δ) must be >= 1")
+        if self.data.chain_length < 0:
+            raise ValueError(f"chain_length must be >= 0 (0 = shuffled clips), got {self.data.chain_length}")
         if self.data.fps < 0:
             raise ValueError(f"fps must be >= 0 (0 = unknown), got {self.data.fps}")
         if not 0 <= self.data.colour_strength <= 1:

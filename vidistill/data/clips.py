@@ -9,6 +9,16 @@ log with millions of frames costs a few integers per source.
 yields ``(clip_id, epoch)`` pairs so the dataset can seed each clip's augmentation from
 (seed, epoch, clip) alone. That makes a clip's views independent of worker count and of whether
 the run was interrupted: a resumed run sees exactly the batches the uninterrupted run would have.
+
+Chained order (``data.chain_length``, off by default). Clips ``t`` and ``t+Δ`` of a source share
+K−1 frames. In a shuffled order each clip decodes its K frames afresh (a seek each, for short-GOP
+video); :func:`chained_order` instead cuts every source's clips into *chains* (starts Δ apart,
+``chain_length`` of them), deals whole chains to ``lanes`` and emits one clip of every lane in turn.
+When ``lanes`` is (processes × DataLoader workers × batch), every lane's clips land in the same
+worker one batch apart, so the worker decodes ~1 new frame per clip and takes the other K−1 from
+its :class:`~vidistill.data.dataset.FrameMemo`. A batch still holds ``batch`` different chains drawn
+from the whole log, but consecutive batches of a worker continue the same chains: the order is
+less random, which is why it is opt-in.
 """
 
 from __future__ import annotations
@@ -89,6 +99,41 @@ class ClipIndex:
         return source, [start + k * self.frame_stride for k in range(self.num_frames)]
 
 
+def chained_order(index: ClipIndex, chain_length: int, lanes: int, generator: torch.Generator) -> torch.Tensor:
+    """Every clip once, in chains dealt to lanes (module docstring): position ``p`` of the result
+    belongs to lane ``p % lanes`` while every lane still has clips (the last round of an epoch is
+    ragged). Vectorised: a few sorts over all clip ids, no Python loop per clip."""
+    n = len(index)
+    if n == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    ids = np.arange(n, dtype=np.int64)
+    source = np.repeat(np.arange(len(index.counts)), index.counts)
+    start = (ids - index.offsets[source]) * index.clip_stride
+    phase = start % index.frame_stride
+    ids = ids[np.lexsort((start, phase, source))]  # by source, then phase (start mod Δ), then start
+    source, phase = source[ids], phase[ids]
+    new_run = np.r_[True, (source[1:] != source[:-1]) | (phase[1:] != phase[:-1])]
+    run_start = np.maximum.accumulate(np.where(new_run, np.arange(n), 0))
+    member = (np.arange(n) - run_start) % chain_length  # place of each clip in its chain
+    chain = np.cumsum(member == 0) - 1
+    num_chains = int(chain[-1]) + 1
+    shuffled = torch.randperm(num_chains, generator=generator).numpy()  # chain at each position
+    position = np.empty(num_chains, dtype=np.int64)
+    position[shuffled] = np.arange(num_chains)
+    length = np.bincount(chain, minlength=num_chains)[shuffled]  # chain lengths, in position order
+    lane = np.arange(num_chains) % lanes
+    # The clips a lane has emitted before each of its chains: a running sum per lane.
+    by_lane = np.lexsort((np.arange(num_chains), lane))
+    before = np.empty(num_chains, dtype=np.int64)
+    ends = np.cumsum(length[by_lane])
+    lane_start = np.r_[0, ends[:-1]]
+    first_of_lane = np.r_[True, lane[by_lane][1:] != lane[by_lane][:-1]]
+    before[by_lane] = lane_start - np.maximum.accumulate(np.where(first_of_lane, lane_start, 0))
+    pos = position[chain]
+    time = before[pos] + member  # the clip's turn within its lane
+    return torch.from_numpy(ids[np.lexsort((lane[pos], time))])
+
+
 class ClipSampler(Sampler):
     """Shuffled clip order, sharded across processes like ``DistributedSampler``.
 
@@ -100,6 +145,9 @@ class ClipSampler(Sampler):
       ``set_start(n)`` skips the first ``n`` clips of this rank's shard in the current epoch, i.e.
       the clips already consumed before an interruption (``batches_done * batch_size``).
     * ``len(sampler)`` is what is left of the epoch for this rank; ``num_samples`` the whole shard.
+
+    * ``chain_length`` > 0: the epoch's order is :func:`chained_order` over ``lanes`` lanes
+      (drawn from the same ``seed + epoch``; then sharded and resumed the same way).
 
     Yields ``(clip_id, epoch)``.
     """
@@ -113,10 +161,15 @@ class ClipSampler(Sampler):
         rank: int = 0,
         epoch: int = 0,
         start_index: int = 0,
+        chain_length: int = 0,
+        lanes: int = 1,
     ):
         if num_replicas < 1 or not 0 <= rank < num_replicas:
             raise ValueError(f"invalid rank {rank} for {num_replicas} replicas")
+        if chain_length < 0 or lanes < 1:
+            raise ValueError(f"chain_length must be >= 0 and lanes >= 1, got {chain_length} and {lanes}")
         self.index = index
+        self.chain_length, self.lanes = int(chain_length), int(lanes)
         self.shuffle, self.seed = shuffle, int(seed)
         self.num_replicas, self.rank = num_replicas, rank
         self.num_clips = len(index)
@@ -140,7 +193,10 @@ class ClipSampler(Sampler):
         if self.shuffle:
             g = torch.Generator()
             g.manual_seed(self.seed + self.epoch)
-            ids = torch.randperm(self.num_clips, generator=g)
+            if self.chain_length:
+                ids = chained_order(self.index, self.chain_length, self.lanes, g)
+            else:
+                ids = torch.randperm(self.num_clips, generator=g)
         else:
             ids = torch.arange(self.num_clips)
         if self.total_size > self.num_clips:  # wrap around (repeatedly, if R > N)

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -50,6 +51,42 @@ class ClipBatch:
         return ClipBatch(self.globals.pin_memory(), self.locals.pin_memory(), self.clip_ids.pin_memory())
 
 
+class FrameMemo:
+    """The last ``capacity`` decoded frames of this process, keyed by (source, frame): what lets
+    the clips of a chain (``data.chain_length``) share the K−1 frames they have in common.
+    Frames are stored read-only, so a view that tried to write into a shared frame would fail
+    loudly instead of changing a later clip. Process-local: it is never pickled with its frames."""
+
+    def __init__(self, capacity: int = 0):
+        self.capacity = int(capacity)
+        self.hits = self.misses = 0
+        self._frames: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+
+    def __getstate__(self) -> dict:
+        return {"capacity": self.capacity}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["capacity"])
+
+    def read(self, source: VideoSource, key: int, frame_ids: Sequence[int]) -> list[np.ndarray]:
+        """``source.read_many(frame_ids)``, decoding only the frames not held."""
+        if not self.capacity:
+            return source.read_many(frame_ids)
+        missing = [i for i in frame_ids if (key, i) not in self._frames]
+        self.hits += len(frame_ids) - len(missing)
+        self.misses += len(missing)
+        for i, frame in zip(missing, source.read_many(missing), strict=True):
+            frame.setflags(write=False)
+            self._frames[(key, i)] = frame
+        out = []
+        for i in frame_ids:
+            self._frames.move_to_end((key, i))
+            out.append(self._frames[(key, i)])
+        while len(self._frames) > self.capacity:
+            self._frames.popitem(last=False)
+        return out
+
+
 class ClipDataset(Dataset):
     """Map-style dataset of clips; an index is a clip id or ``(clip_id, epoch)`` (ClipSampler's).
 
@@ -64,6 +101,7 @@ class ClipDataset(Dataset):
         self.index = index
         self.views = views
         self.seed = int(seed)
+        self.memo = FrameMemo()  # sized by build_dataloader when clips come in chains
         self._warned: set[int] = set()
 
     def __len__(self) -> int:
@@ -72,7 +110,7 @@ class ClipDataset(Dataset):
     def frames(self, clip_id: int) -> list[np.ndarray]:
         """The decoded RGB frames of a clip (no augmentation)."""
         source, frame_ids = self.index.frames(clip_id)
-        return self.sources[source].read_many(frame_ids)
+        return self.memo.read(self.sources[source], source, frame_ids)
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[ClipSample, int]:
         clip_id, epoch = (item, 0) if isinstance(item, (int, np.integer)) else item
@@ -148,14 +186,23 @@ def build_dataloader(cfg: Config, rank: int = 0, world_size: int = 1) -> tuple[D
     :class:`ClipBatch`; memory is pinned when CUDA is available.
     """
     dataset = build_dataset(cfg)
+    workers = loader_workers(cfg.data.num_workers)
+    batch, chain = cfg.optim.batch_size, cfg.data.chain_length
+    # One lane per (process, worker, batch slot): the DataLoader deals batches to workers in turn,
+    # so a lane's clips reach the same worker every `workers` batches (clips.py, "Chained order").
+    per_process = max(workers, 1) * batch
     sampler = ClipSampler(
         dataset.index, shuffle=True, seed=cfg.train.seed, num_replicas=world_size, rank=rank,
+        chain_length=chain, lanes=world_size * per_process,
     )
-    workers = loader_workers(cfg.data.num_workers)
+    if chain:
+        # A worker's lanes each keep their last clip's K frames; twice that covers the ragged rounds.
+        dataset.memo = FrameMemo(2 * dataset.index.num_frames * batch)
     if rank == 0:
+        order = f"chains of {chain} clips ({world_size * per_process} lanes)" if chain else "shuffled clips"
         log.info(
-            "data: %d sources, %d clips (%d per process per epoch), %d workers",
-            len(dataset.sources), len(dataset), sampler.num_samples, workers,
+            "data: %d sources, %d clips (%d per process per epoch), %d workers, %s",
+            len(dataset.sources), len(dataset), sampler.num_samples, workers, order,
         )
     # The DataLoader draws a worker base seed from its generator each time an iterator starts
     # (every epoch, and at a resume). From the global RNG that draw would shift the trainer's

@@ -255,6 +255,10 @@ class _Decoder:
         ctx = self.stream.codec_context
         ctx.thread_type = "AUTO"
         ctx.thread_count = threads
+        # One colour converter for the decoder's life: PyAV's `frame.to_ndarray(format=...)` builds
+        # a new swscale context per frame, 3.6x the cost of the conversion itself at 256x192
+        # (0.48 vs 0.13 ms; the same pixels: benchmarks/README.md, "Clip path").
+        self._rgb = av.video.reformatter.VideoReformatter()
         self._frames: Any = None  # generator of (index, rgb) from the cursor on
         self._pending: tuple[int, Any] | None = None  # decoded, not yet consumed
         self.next = -1  # index of the frame the generator yields next; -1 = not positioned
@@ -315,7 +319,7 @@ class _Decoder:
                 return None
             self._pending = None
             self.next = index + 1
-            return frame.to_ndarray(format="rgb24")
+            return self._rgb.reformat(frame, format="rgb24").to_ndarray()
 
 
 _OPEN = OpenFiles(MAX_OPEN_DECODERS)  # per process, keyed by file: sources of one file share its decoder
