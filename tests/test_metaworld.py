@@ -68,6 +68,11 @@ def test_metaworld_quick_run(renderable, tmp_path):
         assert (out / "encoders" / row / "export" / "encoder.onnx").is_file()
         rolled = json.loads((out / "rollouts" / f"{row}_button-press-topdown_none.json").read_text())
         assert len(rolled["success"]) == 2 and all(1 <= s <= 80 for s in rolled["steps"])
+    def judged() -> list[str]:  # the exports `eval actions` compared (its random-init floor aside)
+        rows = json.loads((out / "eval_actions" / "heldout.json").read_text())["rows"]
+        return sorted(r["encoder"] for r in rows if r["encoder"] != "random init")
+
+    assert judged() == [str(out / "encoders" / r / "export") for r in ("random_s0", "vidistill_s0")]
     # A rerun resumes: nothing is recorded, trained or rolled out again.
     r2 = subprocess.run([sys.executable, "-m", "benchmarks.metaworld.run", "--output", str(out), "--quick", "--rows", "random",
                          "vidistill"], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
@@ -83,6 +88,7 @@ def test_metaworld_quick_run(renderable, tmp_path):
     pooled = json.loads((out / "metaworld_pooled.json").read_text())
     assert "train" not in pooled["seconds_this_invocation"] and "rollouts" in pooled["seconds_this_invocation"]
     assert (out / "rollouts" / "random_s0_pooled_button-press-topdown_none.json").is_file()
+    assert judged() == [str(out / "encoders" / "random_s0" / "export")]  # other exports: judged anew
     import numpy as np
 
     cls, mean_patch = (np.load(out / "features" / f"random_s0{tag}_demos.npy") for tag in ("", "_pooled"))
