@@ -174,7 +174,7 @@ def test_chained_order_deals_whole_chains_to_lanes():
         lanes.setdefault(position % 6, []).append((source, frames[0]))
     steps = []
     for lane in lanes.values():  # ragged last rounds aside, a lane's next clip is its chain's next
-        steps += [b[1] - a[1] for a, b in zip(lane, lane[1:]) if a[0] == b[0] and b[1] - a[1] == 5]
+        steps += [b[1] - a[1] for a, b in zip(lane, lane[1:], strict=False) if a[0] == b[0] and b[1] - a[1] == 5]
     # 15 chains (source 0: 5 phases x 6 clips -> 4 + 2; source 1: 5 x 3), so 30 steps inside chains;
     # nearly all of them are a lane's next clip (not all: the last rounds are ragged).
     assert 0.8 * 30 <= len(steps) <= 30
@@ -195,7 +195,7 @@ def test_chained_sampler_shards_resumes_and_keeps_lanes_per_rank():
     # A rank's batch of 3 continues the chains of its previous batch: same sources, 4 frames on.
     first, second = shards[0][:3], shards[0][3:6]
     starts = [index.frames(c) for c in first], [index.frames(c) for c in second]
-    assert sum(a[0] == b[0] and b[1][0] - a[1][0] == 4 for a, b in zip(*starts)) >= 2
+    assert sum(a[0] == b[0] and b[1][0] - a[1][0] == 4 for a, b in zip(*starts, strict=True)) >= 2
     resumed = ClipSampler(index, seed=5, num_replicas=2, rank=1, chain_length=6, lanes=lanes, start_index=9)
     assert ids(resumed) == shards[1][9:]
 
