@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoint", nargs="?", metavar="RUN_OR_CHECKPOINT",
-        help="run folder or checkpoint file (default: the latest run under runs/)",
+        help="run folder or checkpoint file (default: the latest run under runs/); also any encoder the "
+             "torch runtime loads: a timm hub folder (config.json + model.safetensors), an export folder, "
+             "a .safetensors file with its config.json",
     )
     parser.add_argument("-o", "--output", metavar="DIR", help="output folder (default: <run folder>/export)")
     parser.add_argument(

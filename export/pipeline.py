@@ -1,5 +1,11 @@
 """The whole export: checkpoint → teacher → verified artefacts + manifest in one folder.
 
+The source is a run's teacher (run folder, checkpoint, or the latest run), or any encoder the
+runtime serves with torch: a timm hub folder (``config.json`` + ``model.safetensors``, what
+``save_for_hf`` writes: the encoder a team starts from), an export folder, a ``.safetensors``
+file with its ``config.json``. So the encoder before adaptation ships through the same checks
+as the one after, and the two can be compared on the robot's own runtime.
+
 Order: safetensors + config.json (reloaded through plain timm, and served by the runtime's torch
 backend, each compared) → ONNX (static graph check, the runtime's ONNX Runtime backend compared
 at batch 1, 3, 8) → publish these with the manifest → TensorRT engine (built from the published
@@ -20,6 +26,7 @@ from typing import Any
 
 from vidistill.contract import CONTRACT_VERSION, RESIZE_MODES, EncoderContract, as_hw
 from vidistill.errors import VidistillError
+from vidistill.runtime.artefacts import find_artefacts
 from vidistill.runtime.backends.onnx import OnnxEncoder
 from vidistill.runtime.backends.torch import TorchEncoder
 from vidistill.runtime.checkpoints import backbone_state
@@ -27,6 +34,7 @@ from vidistill.runtime.torch_model import (
     TokenEncoder,
     build_timm_encoder,
     disable_fused_attention,
+    load_weights,
     rebuild_at_size,
 )
 
@@ -57,7 +65,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ExportOptions:
-    source: str | Path | None = None  # checkpoint, run folder, or None: the latest run
+    source: str | Path | None = None  # run folder, checkpoint, torch artefact (hub / export folder, .safetensors); None: the latest run
     output: str | Path | None = None  # None: <run folder>/export
     onnx: bool = True
     trt: bool = False  # implies the ONNX file (the engine is built from it)
@@ -127,6 +135,20 @@ def _stale_files(output: Path, written: set[str]) -> None:
                         output / name, MANIFEST_NAME)
 
 
+def source_weights(source: str | Path | None) -> tuple[dict, EncoderContract, Path]:
+    """(backbone state dict, contract, file read) of what is exported.
+
+    A run's checkpoint wins over torch weights found beside it: a run folder that was exported
+    before also holds ``export/encoder.safetensors``, which may be older than its checkpoint.
+    """
+    if source is None:
+        return backbone_state(None)
+    found = find_artefacts(source)
+    if found.checkpoint is not None:
+        return backbone_state(found.checkpoint)
+    return load_weights(source)
+
+
 def _reference(state: dict, contract: EncoderContract) -> TokenEncoder:
     """The teacher as training ran it: dynamic-size timm model, fused attention, fp32 on CPU."""
     backbone = build_timm_encoder(contract, dynamic=True)
@@ -136,7 +158,7 @@ def _reference(state: dict, contract: EncoderContract) -> TokenEncoder:
 
 def export_checkpoint(opts: ExportOptions) -> ExportResult:
     _validate(opts)
-    state, contract, ckpt = backbone_state(opts.source)
+    state, contract, ckpt = source_weights(opts.source)
     output = Path(opts.output) if opts.output else ckpt.parent / "export"
     want_onnx = opts.onnx or opts.trt
     trt_problem = None
@@ -146,7 +168,7 @@ def export_checkpoint(opts: ExportOptions) -> ExportResult:
         trt_problem = tensorrt_problem()
         if trt_problem:
             log.warning("--trt: %s; writing the other artefacts first", trt_problem)
-    log.info("exporting the teacher of %s (%s) to %s", ckpt, contract.model_name, output)
+    log.info("exporting %s (%s) to %s", ckpt, contract.model_name, output)
     encoder, export_contract = rebuild_at_size(state, contract, as_hw(opts.image_size) if opts.image_size else None, ckpt)
     reference = _reference(state, contract)  # after the rebuild, which names a weights mismatch clearly
     contract = export_contract

@@ -196,6 +196,37 @@ def test_no_path_exports_the_latest_run(tiny_ckpt, tmp_path, monkeypatch):
     assert not (run / "export" / "encoder.onnx").exists()
 
 
+def test_a_timm_hub_folder_exports_like_a_run(tmp_path, monkeypatch):
+    """The encoder a team starts from (timm's hub layout, written by timm's own save_for_hf) goes
+    through the same export and checks as a trained run, and the ONNX it ships computes what the
+    timm model computes on the contract's preprocessing."""
+    import timm
+    from timm.models._hub import save_for_hf
+
+    from vidistill.runtime import load_encoder
+
+    torch.manual_seed(3)
+    args = {"img_size": 64, "embed_dim": 64, "depth": 2, "num_heads": 2}
+    model = timm.create_model("vit_tiny_patch16_224", num_classes=0, **args).eval()
+    hub = tmp_path / "base"
+    save_for_hf(model, str(hub), model_args=args, safe_serialization=True)
+    out = tmp_path / "base-export"
+    assert _cli(["export", str(hub), "--output", str(out)], monkeypatch) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source_checkpoint"] == str((hub / "model.safetensors").resolve())
+    assert manifest["contract"]["image_size"] == [64, 64] and manifest["contract"]["model_name"] == "vit_tiny_patch16_224"
+    assert max(manifest["parity"]["onnxruntime"]["max_abs_diff"].values()) <= 1e-4
+    encoder = load_encoder(out, backend="onnx", device="cpu")
+    frames = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    got = encoder.encode(frames)
+    pixels = (torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255 - torch.tensor(encoder.contract.mean)[:, None, None]) \
+        / torch.tensor(encoder.contract.std)[:, None, None]
+    with torch.no_grad():
+        tokens = model.forward_features(pixels)
+    np.testing.assert_allclose(np.asarray(got.cls), tokens[:, 0].numpy(), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(got.patch_tokens), tokens[:, 1:].numpy(), atol=1e-4)
+
+
 # ------------------------------------------------------------------------------ errors
 
 
