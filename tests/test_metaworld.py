@@ -81,14 +81,27 @@ def test_metaworld_quick_run(renderable, tmp_path):
     assert set(again["seconds_this_invocation"]) == {"record (this invocation)"}
     assert again["table"] == report["table"]
 
-    # A policy on the mean patch token shares the encoders and keeps its own policies and rollouts.
+    # A policy on the mean patch token shares the encoders and keeps its own policies and rollouts;
+    # the "base (as is)" row exports a timm hub folder (timm's own save_for_hf) as it is.
+    import timm
+    import torch
+    from timm.models._hub import save_for_hf
+
+    torch.manual_seed(0)
+    args = {"img_size": 48, "embed_dim": 64, "depth": 2, "num_heads": 2}
+    save_for_hf(timm.create_model("vit_tiny_patch16_224", num_classes=0, **args), str(tmp_path / "base"),
+                model_args=args, safe_serialization=True)
     r3 = subprocess.run([sys.executable, "-m", "benchmarks.metaworld.run", "--output", str(out), "--quick", "--rows",
-                         "random", "--features", "pooled"], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+                         "random", "base", "--base", str(tmp_path / "base"), "--features", "pooled"],
+                        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert r3.returncode == 0, r3.stderr[-3000:]
     pooled = json.loads((out / "metaworld_pooled.json").read_text())
     assert "train" not in pooled["seconds_this_invocation"] and "rollouts" in pooled["seconds_this_invocation"]
-    assert (out / "rollouts" / "random_s0_pooled_button-press-topdown_none.json").is_file()
-    assert judged() == [str(out / "encoders" / "random_s0" / "export")]  # other exports: judged anew
+    for row in ("random_s0", "base_s0"):
+        assert (out / "rollouts" / f"{row}_pooled_button-press-topdown_none.json").is_file()
+    assert json.loads((out / "encoders" / "base_s0" / "export" / "manifest.json").read_text())["source_checkpoint"] \
+        == str((tmp_path / "base" / "model.safetensors").resolve())
+    assert judged() == [str(out / "encoders" / r / "export") for r in ("base_s0", "random_s0")]  # judged anew
     import numpy as np
 
     cls, mean_patch = (np.load(out / "features" / f"random_s0{tag}_demos.npy") for tag in ("", "_pooled"))
