@@ -54,7 +54,7 @@ ROWS: dict[str, dict] = {  # slug -> how the encoder is made
 
 # Sizes. CPU: what 2 shared cores finish in about an hour; GPU: one prepared script of <= 10 min.
 CPU = dict(tasks=["button-press-topdown", "drawer-open", "hammer"], size=96, horizon=110, log_episodes=4,
-           demo_episodes=25, heldout_episodes=4, ood_episodes=3, seeds=[0, 1, 2], steps=200, batch=8,
+           demo_episodes=25, heldout_episodes=4, ood_episodes=3, seeds=[0, 1, 2], steps=400, batch=8,
            preset="cpu-tiny", rollouts=10, ood_rollouts=3, bc_steps=1500)
 QUICK = dict(tasks=["button-press-topdown"], size=48, horizon=80, log_episodes=1, demo_episodes=2,
              heldout_episodes=2, ood_episodes=2, seeds=[0], steps=2, batch=2, preset="cpu-tiny", rollouts=2,
