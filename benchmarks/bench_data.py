@@ -16,6 +16,9 @@ training, cpu-tiny sizes: K=3, Δ=30, 96/48 px views, a generated textured scene
 * ``cache clip`` / ``video clip``: a whole dataset item (frames + all views, normalised);
 * ``... chains of 8``: the same in the order one DataLoader worker reads clips with
   ``data.chain_length 8`` (8 lanes: batch 8), frames shared through the dataset's ``FrameMemo``;
+* ``video clip (views on the device ...)``: with ``data.views_on device``, what is left in the
+  worker (decode, the region cut, the parameter draws, the batch's collation), and what the
+  trainer then spends rendering those views on this CPU (on a GPU it is the GPU's);
 * ``rgb conversion``: a decoded frame to RGB, PyAV's per-frame ``to_ndarray`` vs one kept
   ``VideoReformatter`` (what ``VideoFileSource`` uses), alternated, pixels compared;
 * ``decoder <lib> <codec>``: the bare decoder reading a clip's K frames by seeking (``pyav``: our
@@ -48,6 +51,7 @@ from vidistill.config import build_config
 from vidistill.data.cache import extract_cache
 from vidistill.data.clips import chained_order
 from vidistill.data.dataset import FrameMemo, build_dataloader, build_dataset
+from vidistill.data.device_views import DeviceViews, collate_raw_clips
 
 # OpenCV's FFmpeg prints 3 lines per AV1 frame it fails to decode (the decoder row shows the failure).
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
@@ -218,6 +222,19 @@ def _time_chained(ds, fn, clips: list[int], repeats: int) -> float:
             fn(c)
         times.append((time.perf_counter() - t0) / len(clips))
     return statistics.median(times[1:])
+
+
+def _collating(ds):
+    """``ds[(c, 0)]`` and, every LANES items, their batch (a worker's whole part with views on the device)."""
+    pending = []
+
+    def read(c: int) -> None:
+        pending.append(ds[(c, 0)])
+        if len(pending) == LANES:
+            collate_raw_clips(pending)
+            pending.clear()
+
+    return read
 
 
 def _time_per_clip(fn, clips: list[int], repeats: int) -> float:
@@ -392,17 +409,25 @@ def run(quick: bool = True, size: tuple[int, int] | None = None) -> list[dict]:
         # order that worker gets them, each repeat from an empty frame memo.
         chained = {}
         for name, path, camera, fn in (("video", video, None, "frames"), ("video", video, None, "clip"),
+                                       ("video", video, None, "raw"),
                                        ("video h264 g=30", videos[CODECS[1][0]], None, "frames"),
                                        ("lerobot v3.0 (av1 g=2)", lerobot, "top", "frames")):
             cfg = build_config("cpu-tiny", overrides={**over, "data.videos": [str(path)], "data.chain_length": CHAIN,
-                                                      "data.cameras": [camera] if camera else []})
+                                                      "data.cameras": [camera] if camera else [],
+                                                      "data.views_on": "device" if fn == "raw" else "worker"})
             ds = build_dataset(cfg)
             g = torch.Generator()
             g.manual_seed(0)
             order = chained_order(ds.index, CHAIN, LANES, g)[:num_clips].tolist()
-            read = ds.frames if fn == "frames" else (lambda c, ds=ds: ds[(c, 0)])
-            chained[f"{name} {fn}{'' if fn == 'frames' else ' (frames+views)'}, chains of {CHAIN}"] = _time_chained(
+            read = {"frames": ds.frames, "clip": lambda c, ds=ds: ds[(c, 0)], "raw": _collating(ds)}[fn]
+            label = {"frames": "", "clip": " (frames+views)", "raw": " (views on the device: the worker's part)"}[fn]
+            chained[f"{name} {'clip' if fn == 'raw' else fn}{label}, chains of {CHAIN}"] = _time_chained(
                 ds, read, order, repeats)
+            if fn == "raw":
+                batch = collate_raw_clips([ds[(c, 0)] for c in order[:LANES]])
+                render = DeviceViews(cfg.data, "cpu")
+                chained["the views of those clips rendered by the trainer (CPU, 1 thread)"] = _time_per_clip(
+                    lambda _, render=render, batch=batch: render(batch), [0] * 3, repeats) / LANES
         measured.update(chained)
         for name, sec in measured.items():
             rows.append({

@@ -12,6 +12,9 @@ as an error; the JSON is rewritten after every measurement, so a killed run keep
 * ``max_batch``: peak memory at two batch sizes, extrapolated (linear in the batch) to the
   largest method batch fitting 80 GiB;
 * ``sync``: a host sync after every method step vs one after 10 (``train.sync_every``);
+* ``views``: the paper preset's views of a batch of 64 clips (640x480 frames) made by one CPU
+  worker per clip (``data.views_on worker``) vs the worker's part with ``views_on device`` plus
+  the GPU rendering the whole batch (``DeviceViews``);
 * ``serving``: latency of ViT-S/16 at 224 px through the runtime's torch backend
   (``TorchEncoder``, bf16) at batch 1 and 32, eager and with CUDA graphs
   (``compile="reduce-overhead"``), device-resident input.
@@ -206,6 +209,46 @@ def measure_sync(batch: int, smoke: bool, steps: int, rounds: int) -> dict:
             "ratio": a / b}
 
 
+def measure_views(batch: int, smoke: bool, rounds: int) -> dict:
+    """Views per batch: the worker path on one CPU thread vs the worker's part with views on the
+    device plus the batch rendered there (data.views_on), at the paper preset's sizes."""
+    import numpy as np
+
+    from benchmarks.bench_data import scene
+    from vidistill.data.device_views import DeviceViews, collate_raw_clips, raw_clip
+    from vidistill.data.views import build_views
+
+    device = torch.device("cpu" if smoke else "cuda")
+    cfg = train_config("dense+global", smoke, batch)
+    frames = list(scene(61, (160, 120) if smoke else (640, 480)))[::30]
+    views, render = build_views(cfg), DeviceViews(cfg.data, device)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a DataLoader worker's share
+    try:
+        times: dict[str, list[float]] = {"worker views": [], "worker part (views on device)": [], "device render": []}
+        for r in range(rounds + 1):
+            rngs = [np.random.default_rng((r, i)) for i in range(batch)]
+            t = time.perf_counter()
+            for rng in rngs:
+                views(frames, rng)
+            t1 = time.perf_counter()
+            raw = collate_raw_clips([(raw_clip(views, frames, rng), i) for i, rng in enumerate(rngs)])
+            t2 = time.perf_counter()
+            render(raw)
+            _sync(device)
+            t3 = time.perf_counter()
+            if r:  # the first round warms up
+                for name, sec in zip(times, (t1 - t, t2 - t1, t3 - t2), strict=True):
+                    times[name].append(sec)
+    finally:
+        torch.set_num_threads(threads)
+    out = {name: {"ms_per_batch": statistics.median(v) * 1e3, "ms_per_clip": statistics.median(v) * 1e3 / batch}
+           for name, v in times.items()}
+    out["batch"] = batch
+    out["worker_ratio"] = out["worker views"]["ms_per_batch"] / out["worker part (views on device)"]["ms_per_batch"]
+    return out
+
+
 def measure_max_batch(batches: tuple[int, int], smoke: bool, limit_gib: float = 80.0) -> dict:
     """Peak memory of the method's step at two batches; the batch where the line reaches ``limit_gib``."""
     device = torch.device("cpu" if smoke else "cuda")
@@ -287,6 +330,7 @@ def run(out: Path | None, smoke: bool = False, budget_s: float = 420.0) -> dict:
     plan = [
         ("train eager", lambda: measure_train(batch, smoke, False, iters), 60),
         ("serving", lambda: measure_serving(smoke, (1, 32) if not smoke else (1, 2), 5 if smoke else 50), 60),
+        ("views", lambda: measure_views(batch, smoke, 1 if smoke else 3), 30),
         ("sync", lambda: measure_sync(batch, smoke, 2 if smoke else 10, 1 if smoke else 3), 40),
         ("max_batch", lambda: measure_max_batch((2, 4) if smoke else (32, 64), smoke), 40),
     ]

@@ -22,6 +22,7 @@ def test_cpu_smoke_writes_every_measurement(tmp_path):
     assert serving["bf16 eager batch 1"]["latency_ms"] > 0 and serving["bf16 eager batch 2"]["images_per_s"] > 0
     assert set(data["results"]["max_batch"]["peak_gib_by_batch"]) == {2, 4}  # no CUDA: peaks unknown
     assert data["results"]["sync"]["ratio"] > 0
+    assert data["results"]["views"]["device render"]["ms_per_batch"] > 0
     assert "train compiled" not in data["results"]  # compile runs on the GPU only
 
 

@@ -110,6 +110,12 @@ class DataConfig:
         "K clips that share it (vidistill/data/clips.py); 0 = every clip from a random place",
         flag="chain-length",
     )
+    views_on: str = option(
+        "worker", "where a clip's views are rendered: 'worker' (each DataLoader worker, per clip) or "
+        "'device' (workers only decode; the trainer renders the batch's views on the training device "
+        "in a few batched calls: vidistill/data/device_views.py)",
+        flag="views-on", choices=("worker", "device"),
+    )
     global_size: int = option(224, "square global crop size in pixels (the encoder's training input)", flag="global-size")
     local_size: int = option(96, "local view size in pixels")
     num_local: int = option(

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vidistill.config import Config
 from vidistill.data.clips import ClipIndex, ClipSampler, select_usable
+from vidistill.data.device_views import RawClip, collate_raw_clips, raw_clip
 from vidistill.data.sources import VideoSource, discover_sources
 from vidistill.data.views import ClipSample, ClipViews, FrameViews, build_views, clip_frames
 from vidistill.data.workers import exit_with_parent, loader_workers, worker_context
@@ -92,15 +93,19 @@ class ClipDataset(Dataset):
 
     The views of a clip are drawn from ``numpy.random.default_rng((seed, epoch, clip_id))``, so
     they do not depend on worker count, worker order, or on a resume in the middle of an epoch.
+    With ``views_on_device`` an item is a :class:`RawClip` (the frames' region and the same
+    draws) that the trainer renders on its device.
     """
 
-    def __init__(self, sources: Sequence[VideoSource], index: ClipIndex, views: ClipViews | FrameViews, seed: int = 0):
+    def __init__(self, sources: Sequence[VideoSource], index: ClipIndex, views: ClipViews | FrameViews, seed: int = 0,
+                 views_on_device: bool = False):
         if len(sources) != len(index.lengths):
             raise ValueError("index and sources disagree")
         self.sources = list(sources)
         self.index = index
         self.views = views
         self.seed = int(seed)
+        self.views_on_device = views_on_device
         self.memo = FrameMemo()  # sized by build_dataloader when clips come in chains
         self._warned: set[int] = set()
 
@@ -112,7 +117,7 @@ class ClipDataset(Dataset):
         source, frame_ids = self.index.frames(clip_id)
         return self.memo.read(self.sources[source], source, frame_ids)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[ClipSample, int]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[ClipSample | RawClip, int]:
         clip_id, epoch = (item, 0) if isinstance(item, (int, np.integer)) else item
         clip_id, epoch = int(clip_id), int(epoch)
         for attempt in range(MAX_CLIP_RETRIES):
@@ -126,6 +131,8 @@ class ClipDataset(Dataset):
                     log.warning("skipping a clip: %s", e)
                 continue
             rng = np.random.default_rng((self.seed, epoch, cid))
+            if self.views_on_device:
+                return raw_clip(self.views, frames, rng), cid
             with _one_torch_thread():
                 return self.views(frames, rng), cid
         raise VideoError(f"{MAX_CLIP_RETRIES} consecutive clips from clip {clip_id} cannot be read; giving up")
@@ -175,7 +182,8 @@ def build_dataset(cfg: Config, sources: Sequence[VideoSource] | None = None) -> 
     index = ClipIndex([len(s) for s in usable], k, stride, d.clip_stride)
     for src in usable:  # nothing open in the training process; workers open their own decoders
         src.close()
-    return ClipDataset(usable, index, build_views(cfg), seed=cfg.train.seed)
+    return ClipDataset(usable, index, build_views(cfg), seed=cfg.train.seed,
+                       views_on_device=d.views_on == "device")
 
 
 def build_dataloader(cfg: Config, rank: int = 0, world_size: int = 1) -> tuple[DataLoader, ClipSampler]:
@@ -183,7 +191,7 @@ def build_dataloader(cfg: Config, rank: int = 0, world_size: int = 1) -> tuple[D
 
     Per epoch: ``sampler.set_epoch(e)`` then (resume) ``sampler.set_start(batches_done * batch)``.
     ``len(loader)`` is the number of full batches left in the epoch (``drop_last``). Batches are
-    :class:`ClipBatch`; memory is pinned when CUDA is available.
+    :class:`ClipBatch` (``data.views_on: device``: ``RawClipBatch``); memory is pinned when CUDA is available.
     """
     dataset = build_dataset(cfg)
     workers = loader_workers(cfg.data.num_workers)
@@ -216,7 +224,7 @@ def build_dataloader(cfg: Config, rank: int = 0, world_size: int = 1) -> tuple[D
         batch_size=cfg.optim.batch_size,
         sampler=sampler,
         num_workers=workers,
-        collate_fn=collate_clips,
+        collate_fn=collate_raw_clips if dataset.views_on_device else collate_clips,
         pin_memory=torch.cuda.is_available(),
         drop_last=True,
         persistent_workers=workers > 0,

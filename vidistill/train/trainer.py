@@ -22,6 +22,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from vidistill.config import Config, config_from_dict
 from vidistill.data import build_dataloader
+from vidistill.data.dataset import ClipBatch
+from vidistill.data.device_views import DeviceViews, RawClipBatch
 from vidistill.data.views import Normalise
 from vidistill.errors import CheckpointError, TrainingError, VidistillError
 from vidistill.model import Student, Teacher, TeacherEMA
@@ -138,6 +140,7 @@ class Trainer:
             pixels = probe_pixels(self.loader.dataset, cfg.adapt.drift_images, contract)
             self.drift = FeatureDriftProbe.at_init(self.teacher.backbone, pixels)
         self.normalise = Normalise(cfg.data.mean, cfg.data.std, self.device)  # the batches are uint8
+        self.device_views = DeviceViews(cfg.data, self.device) if cfg.data.views_on == "device" else None
         self.amp_dtype = autocast_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step = 0  # optimiser steps done; the epoch and the position in it follow from it
@@ -269,6 +272,15 @@ class Trainer:
         """One optimiser step; its record read at once (tests, the profiler)."""
         return self.read_records([self.step_lazily(batch, step)])[0]
 
+    def model_input(self, batch: ClipBatch | RawClipBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch as the model's float views on the device: (globals, locals)."""
+        if isinstance(batch, RawClipBatch):
+            if self.device_views is None:
+                raise TypeError("a RawClipBatch needs data.views_on=device")
+            return self.device_views(batch)
+        return (self.normalise(batch.globals.to(self.device, non_blocking=True)),
+                self.normalise(batch.locals.to(self.device, non_blocking=True)))
+
     def step_lazily(self, batch, step: int) -> StepRecord:
         """One optimiser step whose scalars stay on the device until :meth:`read_records`: no
         host sync, so the CPU can queue the next step's kernels while the GPU runs this one."""
@@ -276,8 +288,7 @@ class Trainer:
         set_hyperparameters(self.optimizer, sch.lr[step], sch.weight_decay[step], sch.backbone_lr_factor(step))
         tau_t = sch.teacher_temp[step]
         with phase("to device"):
-            globals_ = self.normalise(batch.globals.to(self.device, non_blocking=True))
-            locals_ = self.normalise(batch.locals.to(self.device, non_blocking=True))
+            globals_, locals_ = self.model_input(batch)
 
         with phase("forward + losses"), torch.autocast(
             self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
