@@ -17,11 +17,16 @@ Three tables from one process run (a shared machine: only the ratios mean much):
 3. **FLOPs** of one step of each (forward + backward, ``torch.utils.flop_counter`` as
    ``benchmarks/bench_flops.py`` counts them: matmuls, convolutions, attention): the ratio the
    method's extra work (predictor, dense head and loss) costs at the least.
+4. With ``--ceiling``: the **compute ceiling** of the method step: its profiler self time split
+   into matrix multiplies, fused attention and everything else, its GFLOP/s against this
+   machine's fp32 GEMM rate, and the largest speed-up possible at the same FLOPs (if every
+   non-GEMM kernel took no time; if every FLOP ran at the GEMM peak).
 
     git -C /work/.mirror/facebookresearch+dino/repo show HEAD:main_dino.py > /work/dino-official/main_dino.py
     (and vision_transformer.py, utils.py)
     python -m benchmarks.profile_step --dino /work/dino-official            # cpu-tiny, batch 8
     python -m benchmarks.profile_step --dino /work/dino-official --preset paper --device cuda
+    python -m benchmarks.profile_step --ceiling --steps 3 --iters 5   # + what bounds a faster step
     python -m benchmarks.profile_step --preset paper --memory 1,2,4   # peak RSS per batch, 24 GiB estimate
 """
 
@@ -270,6 +275,51 @@ def step_flops(fn) -> int:
     return int(counter.get_total_flops())
 
 
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def gemm_peak_gflops(n: int = 2048, iters: int = 10) -> float:
+    """This machine's fp32 matrix-multiply rate at the current thread count (a large square GEMM)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(iters):
+        a @ b
+    return 2 * n**3 * iters / (time.perf_counter() - t) / 1e9
+
+
+def compute_ceiling(fn, iters: int = 3) -> dict:
+    """Where a step's time goes by kind of kernel (torch.profiler self time: matrix multiplies,
+    fused attention, everything else), its FLOPs, and what bounds any speed-up at the same FLOPs:
+    the step cannot be faster than its matrix multiplies alone, nor than its FLOPs at this
+    machine's GEMM rate."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    flops = step_flops(fn)
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    step_s = (time.perf_counter() - t) / iters
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(iters):
+            fn()
+    self_us = {"gemm": 0.0, "attention": 0.0, "other": 0.0}
+    for e in prof.key_averages():
+        kind = ("gemm" if e.key in GEMM_OPS else
+                "attention" if "scaled_dot_product" in e.key or "flash_attention" in e.key else "other")
+        self_us[kind] += e.self_cpu_time_total
+    total = sum(self_us.values())
+    share = {k: v / total for k, v in self_us.items()}
+    peak = gemm_peak_gflops()
+    gemm_s = step_s * share["gemm"]
+    return {"step_s": step_s, "gflop": flops / 1e9, "gflops_achieved": flops / step_s / 1e9,
+            "gemm_peak_gflops": peak, "share": share,
+            "max_speedup_if_only_gemms_left": 1 / share["gemm"],
+            "max_speedup_at_gemm_peak": step_s / (flops / 1e9 / peak), "gemm_s": gemm_s}
+
+
 def init_single_process_group() -> None:
     """DINOLoss.update_center all-reduces: a one-process gloo group lets it run unmodified (the
     method's centre then all-reduces too, as in a torchrun job; both pay the same)."""
@@ -279,7 +329,7 @@ def init_single_process_group() -> None:
 
 def run(dino_path: Path | None, preset: str = "cpu-tiny", batch_size: int | None = None, steps: int = 7,
         iters: int = 7, device: str = "cpu", video: Path | None = None, overrides: dict | None = None,
-        thread_counts: list[int] | None = None) -> dict:
+        thread_counts: list[int] | None = None, ceiling: bool = False) -> dict:
     torch.set_flush_denormal(True)  # as the trainer does on CPU
     result: dict = {"preset": preset, "load": _load()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -308,6 +358,9 @@ def run(dino_path: Path | None, preset: str = "cpu-tiny", batch_size: int | None
             batch = fixed_batch(trainer)
             times = interleaved({n: with_threads(lambda: trainer.train_step(batch, 0), n) for n in thread_counts}, iters)
             result["threads_s"] = {n: statistics.median(t) for n, t in times.items()}
+        if ceiling:
+            batch = fixed_batch(trainer)
+            result["ceiling"] = compute_ceiling(lambda: trainer.train_step(batch, 0), iters)
         result["load_after"] = _load()
     return result
 
@@ -374,6 +427,16 @@ def format_result(r: dict) -> str:
         first = next(iter(ts.values()))
         lines += ["", f"{'method step by torch threads (alternated)':44s} {'ms':>9s} {'vs first':>9s}"]
         lines += [f"{str(n) + ' threads':44s} {sec * 1e3:9.1f} {sec / first:9.2f}" for n, sec in ts.items()]
+    c = r.get("ceiling")
+    if c:
+        sh = c["share"]
+        lines += ["", "compute ceiling of the method step (profiler self time by kernel kind)",
+                  f"  step {c['step_s'] * 1e3:.0f} ms, {c['gflop']:.1f} GFLOP: {c['gflops_achieved']:.0f} GFLOP/s; "
+                  f"this machine's fp32 GEMM: {c['gemm_peak_gflops']:.0f} GFLOP/s",
+                  f"  matrix multiplies {sh['gemm']:.1%}, fused attention {sh['attention']:.1%}, "
+                  f"everything else {sh['other']:.1%}",
+                  f"  largest speed-up at the same FLOPs: {c['max_speedup_if_only_gemms_left']:.2f}x if every "
+                  f"other kernel took no time; {c['max_speedup_at_gemm_peak']:.2f}x if all FLOPs ran at the GEMM peak"]
     return "\n".join(lines)
 
 
@@ -392,6 +455,8 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     p.add_argument("--threads", default="", metavar="N1,N2", help="also time the method step with each "
                    "intra-op thread count, alternated (e.g. 1,2)")
+    p.add_argument("--ceiling", action="store_true", help="also: the step's time by kernel kind and the "
+                   "largest speed-up its FLOPs allow on this machine")
     p.add_argument("--json", type=Path, help="also write the result here")
     p.add_argument("--memory", metavar="B1,B2,...", help="instead: peak RSS of a CPU step at these batches "
                    "(one process each) and the largest batch for 24 GiB")
@@ -403,7 +468,7 @@ def main() -> None:
             a.json.write_text(json.dumps(m, indent=1))
         return
     r = run(a.dino, a.preset, a.batch_size, a.steps, a.iters, a.device, a.video, parse_set(a.set),
-            [int(x) for x in a.threads.split(",") if x])
+            [int(x) for x in a.threads.split(",") if x], a.ceiling)
     print(format_result(r))
     if a.json:
         a.json.write_text(json.dumps(r, indent=1))

@@ -30,6 +30,16 @@ def test_breakdown_times_every_phase(make_video, tmp_path):
     assert "student backbone" in text and "vs" not in r
 
 
+def test_compute_ceiling_splits_the_step_by_kernel_kind(make_video, tmp_path):
+    video = make_video(tmp_path / "v.mp4", 40)
+    r = profile_step.run(None, "cpu-tiny", batch_size=2, steps=1, iters=1, video=video, overrides=TINY, ceiling=True)
+    c = r["ceiling"]
+    assert abs(sum(c["share"].values()) - 1) < 1e-6 and 0 < c["share"]["gemm"] < 1
+    assert c["gflop"] > 0 and c["gemm_peak_gflops"] > 0
+    assert c["max_speedup_if_only_gemms_left"] > 1  # a ViT step is never only matrix multiplies
+    assert "compute ceiling" in profile_step.format_result(r)
+
+
 @pytest.mark.skipif(not os.environ.get("VIDISTILL_DINO_CHECKOUT"), reason="no facebookresearch/dino checkout named")
 def test_official_dino_comparison(make_video, tmp_path):
     video = make_video(tmp_path / "v.mp4", 40)
