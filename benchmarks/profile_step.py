@@ -55,6 +55,7 @@ from vidistill.data.dataset import ClipBatch
 from vidistill.model.backbone import build_backbone
 from vidistill.train.distributed import DistributedContext
 from vidistill.train.monitor import RunLogger
+from vidistill.train.representation import representation_stats
 from vidistill.train.trainer import Trainer
 
 
@@ -174,6 +175,12 @@ def breakdown(trainer: Trainer, steps: int, warmup: int) -> dict[str, float]:
     # The hooked forwards ran inside "forward + losses": what is left there is the objective's own glue.
     inside = sum(out.get(k, 0.0) for k in modules)
     out["objective glue (rest of forward)"] = max(out.pop("forward + losses") - inside, 0.0)
+    out.pop("representation stats", None)  # a warm-up step's (step 0): counted below
+    if cfg.train.monitor_every > 0:
+        globals_ = trainer.model_input(batch)[0].flatten(0, 1)
+        t = time.perf_counter()
+        representation_stats(trainer.teacher.backbone, globals_)
+        out["representation stats (/ monitor_every)"] = (time.perf_counter() - t) / cfg.train.monitor_every
     t = time.perf_counter()
     trainer.save_checkpoint()
     out["checkpoint (write / checkpoint_every)"] = (time.perf_counter() - t) / cfg.train.checkpoint_every
@@ -245,6 +252,12 @@ class OfficialDINOStep:
                 param_k.data.mul_(m).add_((1 - m) * param_q.detach().data)
         _sync(self.device)
         return loss.item()
+
+
+# The step index the fixed-batch timings use: step 0 measures the teacher's feature rank
+# (representation stats, every train.monitor_every steps), which the breakdown counts on its
+# own; the official DINO step has nothing like it.
+PLAIN_STEP = 1
 
 
 def fixed_batch(trainer: Trainer) -> ClipBatch:
@@ -347,7 +360,7 @@ def run(dino_path: Path | None, preset: str = "cpu-tiny", batch_size: int | None
             init_single_process_group()
             official = OfficialDINOStep(load_official_dino(dino_path), cfg, cfg.optim.batch_size, trainer.device)
             batch = fixed_batch(trainer)
-            method_step = lambda: trainer.train_step(batch, 0)  # noqa: E731
+            method_step = lambda: trainer.train_step(batch, PLAIN_STEP)  # noqa: E731
             times = interleaved({"method": method_step, "dino": official.step}, iters)
             tm, td = statistics.median(times["method"]), statistics.median(times["dino"])
             fm, fd = step_flops(method_step), step_flops(official.step)
@@ -356,11 +369,11 @@ def run(dino_path: Path | None, preset: str = "cpu-tiny", batch_size: int | None
                                  "iters": iters}
         if thread_counts:
             batch = fixed_batch(trainer)
-            times = interleaved({n: with_threads(lambda: trainer.train_step(batch, 0), n) for n in thread_counts}, iters)
+            times = interleaved({n: with_threads(lambda: trainer.train_step(batch, PLAIN_STEP), n) for n in thread_counts}, iters)
             result["threads_s"] = {n: statistics.median(t) for n, t in times.items()}
         if ceiling:
             batch = fixed_batch(trainer)
-            result["ceiling"] = compute_ceiling(lambda: trainer.train_step(batch, 0), iters)
+            result["ceiling"] = compute_ceiling(lambda: trainer.train_step(batch, PLAIN_STEP), iters)
         result["load_after"] = _load()
     return result
 

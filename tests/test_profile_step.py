@@ -22,7 +22,8 @@ def test_breakdown_times_every_phase(make_video, tmp_path):
     b = r["breakdown"]
     for phase in ("data wait", "teacher forward", "student backbone", "predictor", "student heads", "dense loss",
                   "global loss", "stats stack", "stats sync", "backward", "clip + optimizer", "EMA", "logging",
-                  "checkpoint (write / checkpoint_every)", "objective glue (rest of forward)"):
+                  "checkpoint (write / checkpoint_every)", "objective glue (rest of forward)",
+                  "representation stats (/ monitor_every)"):
         assert b[phase] >= 0, phase
     # module hooks saw the backbone (forward_features is not a module call) and the losses
     assert b["student backbone"] > 0 and b["dense loss"] > 0 and b["backward"] > 0
