@@ -163,3 +163,18 @@ def test_two_gloo_processes_balance_over_the_whole_batch():
     whole = sinkhorn_knopp_log_scaling(z, 0.05)
     assert torch.allclose(out[0], whole, atol=1e-5)
     assert torch.allclose(out[1], whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1.0, 100.0, 3000.0])
+def test_logsumexp_without_the_slow_path_equals_torchs(scale):
+    """centring.logsumexp raises arguments far below the max (where torch's CPU exp is ~20x
+    slower) and must still give torch.logsumexp's float32 result, infinities included."""
+    from vidistill.objective.centring import logsumexp
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 700, generator=g) * scale  # at τ = 0.01, logits/τ spread over thousands
+    x[3] = float("-inf")  # a row of exp(−inf) = 0 terms
+    x[5, :10] = float("-inf")
+    x[7, 3] = float("inf")
+    for dim in (0, -1):
+        assert torch.equal(logsumexp(x, dim), torch.logsumexp(x, dim)), dim
