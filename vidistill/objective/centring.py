@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch import nn
 
 from vidistill.config import CENTRINGS
+from vidistill.objective.chunks import chunk_rows
 
 
 def _distributed() -> bool:
@@ -53,16 +54,18 @@ class Centre(nn.Module):
 _NEGLIGIBLE = -80.0
 
 
-def logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:
+def logsumexp(x: torch.Tensor, dim: int, overwrite: bool = False) -> torch.Tensor:
     """``torch.logsumexp(x, dim)`` (equal to it in float32: tests/test_sinkhorn_centring.py) without
     its slow path on CPU: torch's vectorised ``exp`` is ~20x slower for arguments below about −87
     (results under float32's smallest normal), and at a teacher temperature of 0.01 almost every
     x − max is far below that (measured: 27 ms vs 1.4 ms for 576 × 4096). Those arguments are
     raised to −80 first: each term is then < 2^-115 of the max's exp(0) = 1, which no float32
-    sum holding that 1 can see."""
+    sum holding that 1 can see. ``overwrite``: ``x`` is a temporary of the caller's, used as the
+    work buffer (one [rows, K] allocation and pass fewer)."""
     top = x.amax(dim, keepdim=True)
     finite_top = top.masked_fill(top.isinf(), 0.0)  # an inf along dim: handled as torch does
-    out = (x - finite_top).clamp_(min=_NEGLIGIBLE).exp_().sum(dim, keepdim=True).log_().add_(finite_top)
+    work = x.sub_(finite_top) if overwrite else x - finite_top
+    out = work.clamp_(min=_NEGLIGIBLE).exp_().sum(dim, keepdim=True).log_().add_(finite_top)
     out = out.masked_fill(top == float("-inf"), float("-inf"))  # every term exp(−inf) = 0
     return out.squeeze(dim)
 
@@ -71,7 +74,7 @@ def _logsumexp_rows(x_chunks, log_v: torch.Tensor, chunk: int) -> torch.Tensor:
     """log Σ_b exp(x[b, k] + log_v[b]) per prototype k, over every process's rows."""
     lse = None
     for start, x in x_chunks():
-        part = logsumexp(x + log_v[start:start + chunk, None], dim=0)
+        part = logsumexp(x + log_v[start:start + chunk, None], dim=0, overwrite=True)
         lse = part if lse is None else torch.logaddexp(lse, part)
     if _distributed():
         top = lse.clone()
@@ -115,7 +118,7 @@ def sinkhorn_knopp_log_scaling(teacher_out: torch.Tensor, temp: float, iteration
     for _ in range(iterations):
         log_u = -math.log(k) - _logsumexp_rows(x_chunks, log_v, chunk)
         for start, x in x_chunks():
-            log_v[start:start + chunk] = -torch.log(total_rows) - logsumexp(x + log_u, dim=-1)
+            log_v[start:start + chunk] = -torch.log(total_rows) - logsumexp(x + log_u, dim=-1, overwrite=True)
     return log_u
 
 
@@ -130,15 +133,15 @@ class SinkhornKnoppCentre(nn.Module):
     ``value`` keeps the last batch's offset (same state as :class:`Centre`, for checkpoints).
     """
 
-    def __init__(self, dim: int, iterations: int = 3, chunk_elements: int = 1 << 24):
+    def __init__(self, dim: int, iterations: int = 3, chunk_elements: int | None = None):
         super().__init__()
         self.iterations = iterations
-        self.chunk_elements = chunk_elements
+        self.chunk_elements = chunk_elements  # None: the device's (vidistill.objective.chunks)
         self.register_buffer("value", torch.zeros(1, dim))
 
     @torch.no_grad()
     def offset(self, teacher_out: torch.Tensor, temp: float) -> torch.Tensor:
-        chunk = max(1, self.chunk_elements // teacher_out.shape[-1])
+        chunk = chunk_rows(teacher_out.device, teacher_out.shape[-1], self.chunk_elements)
         log_u = sinkhorn_knopp_log_scaling(teacher_out, temp, self.iterations, chunk)
         self.value.copy_(-temp * log_u.unsqueeze(0))
         return self.value

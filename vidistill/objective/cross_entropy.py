@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidistill.objective.centring import build_centre
+from vidistill.objective.chunks import chunk_rows
 
 
 def teacher_probs(teacher_out: torch.Tensor, centre: torch.Tensor, temp: float) -> torch.Tensor:
@@ -57,11 +58,6 @@ def distillation_stats(loss: torch.Tensor, probs: torch.Tensor) -> DistillationS
     return DistillationStats(loss, mean_entropy, loss - mean_entropy, used)
 
 
-# Rows per chunk of the chunked cross-entropy: ~16M float32 elements (64 MB) per temporary at any
-# out_dim (1024 rows at out_dim 16384), however many rows the batch has.
-CHUNK_ELEMENTS = 1 << 24
-
-
 class _ChunkedSoftCrossEntropy(torch.autograd.Function):
     """Per row: H(σ_τT(t − c), σ_τS(s)), the teacher's entropy H(σ_τT(t − c)), and the sum over rows
     of the teacher's probabilities, computed ``chunk`` rows at a time.
@@ -85,7 +81,7 @@ class _ChunkedSoftCrossEntropy(torch.autograd.Function):
         grad = torch.empty(student.shape, dtype=torch.float32, device=student.device) if ctx.needs_input_grad[0] else None
         for start in range(0, rows, chunk):
             part = slice(start, start + chunk)
-            sharpened = (teacher[part].float() - centre) / teacher_temp  # what teacher_probs takes the softmax of
+            sharpened = (teacher[part].float() - centre).div_(teacher_temp)  # teacher_probs' softmax argument
             p = F.softmax(sharpened, dim=-1)
             scaled = student[part].float() / student_temp
             ce[part] = -(p * F.log_softmax(scaled, dim=-1)).sum(dim=-1)
@@ -110,7 +106,7 @@ class _ChunkedSoftCrossEntropy(torch.autograd.Function):
 
 def chunked_distillation(
     student_out: torch.Tensor, teacher_out: torch.Tensor, centre: torch.Tensor, teacher_temp: float,
-    student_temp: float, chunk_elements: int = CHUNK_ELEMENTS,
+    student_temp: float, chunk_elements: int | None = None,
 ) -> tuple[torch.Tensor, DistillationStats]:
     """Mean over rows of H(σ_τT(z_T − c), σ_τS(z_S)) and its :class:`DistillationStats`, the same
     numbers as :func:`teacher_probs` → :func:`soft_cross_entropy` → :func:`distillation_stats`
@@ -120,7 +116,7 @@ def chunked_distillation(
         raise ValueError(f"student and teacher shapes differ: {tuple(student_out.shape)} vs {tuple(teacher_out.shape)}")
     out_dim = student_out.shape[-1]
     student, teacher = student_out.reshape(-1, out_dim), teacher_out.detach().reshape(-1, out_dim)
-    chunk = max(1, chunk_elements // out_dim)
+    chunk = chunk_rows(student.device, out_dim, chunk_elements)
     ce, target_entropy, prob_sum = _ChunkedSoftCrossEntropy.apply(
         student, teacher, centre.detach(), teacher_temp, student_temp, chunk)
     loss = ce.mean()
