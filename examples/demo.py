@@ -20,8 +20,12 @@ import shlex
 import time
 from pathlib import Path
 
-import gymnasium as gym
-import numpy as np
+from vidistill.train.cores import prefer_passive_waiting
+
+prefer_passive_waiting()  # before anything loads torch: the demo trains in this process, as `vidistill train`
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ROBOT_LOGS = ROOT / "examples" / "robot_logs"

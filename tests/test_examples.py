@@ -79,3 +79,15 @@ def test_readme_cli_reference_matches_the_real_help():
     from vidistill.cli import cli_reference
 
     assert cli_reference() in (ROOT / "README.md").read_text(), "regenerate: python -m vidistill.cli --reference"
+
+
+def test_demo_has_openmp_threads_wait_passively_like_vidistill_train():
+    """The demo trains in its own process: the wait policy must be set before torch loads there
+    too (vidistill.train.cores: spinning threads cost up to 8x under contention)."""
+    code = ("import importlib.util, os, sys; spec = importlib.util.spec_from_file_location('demo', 'examples/demo.py'); "
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); import torch; "
+            "print(os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in ENV.items() if k != "OMP_WAIT_POLICY"}
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-1] == "PASSIVE"
