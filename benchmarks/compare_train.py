@@ -12,7 +12,13 @@ warm-up excluded). The load average is printed with the table.
     python -m benchmarks.compare_train --video VIDEO --variant "w2=--num-workers 2" \\
         --variant "w1=--num-workers 1" --variant "w0=--num-workers 0" --variant "w2 t1=--num-workers 2 @OMP_NUM_THREADS=1"
 
-A variant is ``label=ARGS``; an ``@NAME=VALUE`` word in ARGS sets an environment variable instead.
+A variant is ``label=ARGS``; an ``@NAME=VALUE`` word in ARGS sets an environment variable instead,
+and ``%processes=N`` runs the variant as N data-parallel processes on this machine (``torchrun
+--standalone``, gloo: the global batch is ``--batch-size`` x N), e.g. two processes of one thread
+at half the batch each, against one process of two threads:
+
+    python -m benchmarks.compare_train --video VIDEO --variant "1x2=" \
+        --variant "2x1=%processes=2 --batch-size 4 --num-workers 1 @OMP_NUM_THREADS=1"
 """
 
 from __future__ import annotations
@@ -35,20 +41,23 @@ class Variant:
     tree: Path
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    processes: int = 1
 
 
 def parse_variant(text: str, tree: Path) -> Variant:
     label, sep, rest = text.partition("=")
     if not sep or not label:
         raise SystemExit(f"--variant expects LABEL=ARGS, got {text!r}")
-    args, env = [], {}
+    args, env, processes = [], {}, 1
     for word in rest.split():
-        if word.startswith("@"):
+        if word.startswith("%processes="):
+            processes = int(word.partition("=")[2])
+        elif word.startswith("@"):
             name, _, value = word[1:].partition("=")
             env[name] = value
         else:
             args.append(word)
-    return Variant(label, tree, args, env)
+    return Variant(label, tree, args, env, processes)
 
 
 def run_clips_per_s(log_path: Path, skip: int) -> float:
@@ -63,7 +72,9 @@ def run_clips_per_s(log_path: Path, skip: int) -> float:
 def run_variant(v: Variant, video: str, preset: str, steps: int, skip: int, workdir: Path) -> float:
     out = Path(tempfile.mkdtemp(prefix=f"{v.label.replace(' ', '_')}-", dir=workdir))
     env = {**os.environ, **v.env, "PYTHONPATH": str(v.tree.resolve())}
-    cmd = [sys.executable, "-m", "vidistill", "train", "--video", video, "--preset", preset,
+    launcher = [sys.executable, "-m", "vidistill"] if v.processes == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={v.processes}", "-m", "vidistill"]
+    cmd = [*launcher, "train", "--video", video, "--preset", preset,
            "--max-steps", str(steps), "--output", str(out / "run"), "--set", "train.progress=false",
            "--set", f"train.checkpoint_every={steps + 1}", *v.args]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=v.tree)
