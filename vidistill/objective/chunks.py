@@ -7,7 +7,7 @@ size that is best differs by device:
 * CUDA: ~16M elements (64 MB) per temporary: few kernel launches, and memory stays bounded.
 * CPU: ~1M elements (4 MB): a chunk's temporaries then stay in the cache between the ~10
   elementwise passes made over them, instead of each pass going to memory. Measured on the
-  2-core VM (`benchmarks/README.md`, "Dense loss"): the chunked cross-entropy's forward +
+  2-core VM (`benchmarks/README.md`, "Session 11"): the chunked cross-entropy's forward +
   backward 2.4-2.9x faster than with 16M-element chunks, Sinkhorn-Knopp 1.3-1.8x.
 """
 
