@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from vidistill.config import DataConfig
-from vidistill.data.views import SOLARIZE_THRESHOLD, Photometric, ViewParams, _ViewBuilder
+from vidistill.data.views import SOLARIZE_THRESHOLD, Normalise, Photometric, ViewParams, _ViewBuilder
 
 # Colour parameter columns of ViewSet.colour, in this order.
 _COLOUR = ("jitter", "order0", "order1", "order2", "order3", "brightness", "contrast", "saturation", "hue",
@@ -249,8 +249,7 @@ class DeviceViews:
     def __init__(self, data: DataConfig, device: torch.device | str = "cpu", color: bool = True):
         self.global_size, self.local_size = data.global_size, data.local_size
         self.color = color
-        self.mean = torch.tensor(data.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(data.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.normalise = Normalise(data.mean, data.std, device)
         self.device = torch.device(device)
 
     def __call__(self, batch: RawClipBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -277,4 +276,4 @@ class DeviceViews:
             x[idx] = x[idx].flip(-1)
         if self.color:
             x = apply_photometric(x, views.colour.flatten(0, 1))
-        return (x - self.mean) / self.std
+        return self.normalise.unit(x)

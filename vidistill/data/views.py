@@ -274,6 +274,10 @@ class Normalise:
             raise TypeError(f"expected uint8 views, got {views.dtype}")
         return views.to(torch.float32).mul_(self.scale).sub_(self.shift)
 
+    def unit(self, views: torch.Tensor) -> torch.Tensor:
+        """Float views in [0, 1] (rendered on the device: ``device_views``) → the same normalised input."""
+        return (views * 255.0).mul_(self.scale).sub_(self.shift)
+
 
 @dataclass
 class ClipSample:

@@ -12,9 +12,14 @@ from vidistill.objective.centring import build_centre
 from vidistill.objective.chunks import chunk_rows
 
 
+def sharpened(teacher_out: torch.Tensor, centre: torch.Tensor, temp: float) -> torch.Tensor:
+    """(z_T − c)/τT: the teacher's centred logits at its temperature (no gradient to the teacher)."""
+    return (teacher_out.detach().float() - centre).div_(temp)
+
+
 def teacher_probs(teacher_out: torch.Tensor, centre: torch.Tensor, temp: float) -> torch.Tensor:
     """σ_τT(z_T − c): centred, sharpened teacher distribution (no gradient flows to the teacher)."""
-    return F.softmax((teacher_out.detach().float() - centre) / temp, dim=-1)
+    return F.softmax(sharpened(teacher_out, centre, temp), dim=-1)
 
 
 def soft_cross_entropy(target_probs: torch.Tensor, student_out: torch.Tensor, student_temp: float) -> torch.Tensor:
@@ -81,12 +86,12 @@ class _ChunkedSoftCrossEntropy(torch.autograd.Function):
         grad = torch.empty(student.shape, dtype=torch.float32, device=student.device) if ctx.needs_input_grad[0] else None
         for start in range(0, rows, chunk):
             part = slice(start, start + chunk)
-            sharpened = (teacher[part].float() - centre).div_(teacher_temp)  # teacher_probs' softmax argument
-            p = F.softmax(sharpened, dim=-1)
+            logits = sharpened(teacher[part], centre, teacher_temp)
+            p = F.softmax(logits, dim=-1)  # teacher_probs, keeping its argument for the entropy
             scaled = student[part].float() / student_temp
             ce[part] = -(p * F.log_softmax(scaled, dim=-1)).sum(dim=-1)
             # H(p) from log p = log_softmax: log(p) of the many underflowed p would take torch's slow log path
-            target_entropy[part] = -(p * F.log_softmax(sharpened, dim=-1)).sum(dim=-1)
+            target_entropy[part] = -(p * F.log_softmax(logits, dim=-1)).sum(dim=-1)
             prob_sum += p.sum(dim=0)
             if grad is not None:  # Σp = 1 (a softmax): the gradient is (σ_τS(s) − p)/τS
                 # softmax again, not exp(log-softmax): torch's exp is 3-10x slower on CPU (measured)
